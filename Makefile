@@ -1,0 +1,34 @@
+# Cairn: build, run, test, bench.
+#
+#   make run    a dev node that mines a block every few seconds (datadir ./data/dev)
+#   make test   formatting check, clippy with warnings denied, every test
+#   make bench  benchmarks with their ratios (figures go in benches/README.md)
+
+CARGO ?= cargo
+DATADIR ?= ./data/dev
+
+.PHONY: build run test fmt fmt-check lint bench testnet clean
+
+build:
+	$(CARGO) build --release --workspace
+
+run:
+	$(CARGO) run --release -p cairn-node -- run --network dev --mine --datadir $(DATADIR)
+
+test: fmt-check lint
+	$(CARGO) test --workspace
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench --bench consensus
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,326 @@
+//! Block validation, in tiers.
+//!
+//! 1. [`check_header`]: the header alone (version, target range, proof of
+//!    work). Cheap; run first on anything from a peer.
+//! 2. [`check_block`]: the body without state (sizes, coinbase shape, tx
+//!    root, each transfer's stateless rules) and [`check_signatures`], which
+//!    the node may run per transfer in parallel ([`SignedTransfer::verify_signature`]).
+//! 3. [`validate_header`]: the header against its parent (height, time,
+//!    required target).
+//! 4. [`validate_block_state`]: the body against the parent's state (nonces,
+//!    balances, coinbase amount) and the resulting state commitment.
+//!
+//! Only a block that passes all four reaches the store. Every failure is a
+//! distinct [`BlockError`] variant carrying the data that explains it.
+
+use crate::address::Address;
+use crate::amount::Amount;
+use crate::block::{Block, BlockHeader, HEADER_VERSION, Height};
+use crate::encoding::DecodeError;
+use crate::hash::{BlockHash, StateRoot, TxId, TxRoot};
+use crate::params::ConsensusParams;
+use crate::pow::Target;
+use crate::state::{Account, BlockEffects, StateOverlay, TransferStateError};
+use crate::transfer::{SignedTransfer, TransferError};
+
+/// Number of previous blocks whose median time a new block must exceed.
+pub const MEDIAN_TIME_SPAN: usize = 11;
+
+/// Why a block is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("header version {found} is unknown (expected {HEADER_VERSION})")]
+    BadVersion { found: u32 },
+    #[error("target {target} is outside [1, {pow_limit}]")]
+    TargetOutOfRange { target: Target, pow_limit: Target },
+    #[error("block hash {hash} does not meet its target {target}")]
+    InsufficientProofOfWork { hash: BlockHash, target: Target },
+    #[error("block is {bytes} bytes, over the limit of {max}")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("block has {count} transfers, over the limit of {max}")]
+    TooManyTransfers { count: usize, max: usize },
+    #[error("coinbase height {found} differs from the block height {expected}")]
+    CoinbaseHeight { expected: Height, found: Height },
+    #[error("header tx root {header} differs from the transactions' root {computed}")]
+    TxRootMismatch { header: TxRoot, computed: TxRoot },
+    #[error("transfer {index} ({txid}) appears twice")]
+    DuplicateTransfer { index: usize, txid: TxId },
+    #[error("transfer {index} ({txid}): {error}")]
+    Transfer {
+        index: usize,
+        txid: TxId,
+        error: TransferError,
+    },
+    #[error("parent {found} is not the expected parent {expected}")]
+    WrongParent {
+        expected: BlockHash,
+        found: BlockHash,
+    },
+    #[error("height {found} is not the parent's height plus one ({expected})")]
+    WrongHeight { expected: Height, found: Height },
+    #[error(
+        "time {time_ms} ms is not after the median time {median_ms} ms of the previous {MEDIAN_TIME_SPAN} blocks"
+    )]
+    TimeNotAfterMedian { time_ms: u64, median_ms: u64 },
+    #[error(
+        "time {time_ms} ms is more than {max_drift_ms} ms ahead of this node's clock ({now_ms} ms)"
+    )]
+    TimeTooFarInFuture {
+        time_ms: u64,
+        now_ms: u64,
+        max_drift_ms: u64,
+    },
+    #[error("target {found} differs from the difficulty rule's {expected}")]
+    WrongTarget { expected: Target, found: Target },
+    #[error(transparent)]
+    TransferState(#[from] TransferStateError),
+    #[error("coinbase pays {found}, but reward plus fees is {expected}")]
+    CoinbaseAmount { expected: Amount, found: Amount },
+    #[error("reward plus fees overflows")]
+    FeesOverflow,
+    #[error("crediting the coinbase to {0:?} overflows its balance")]
+    CoinbaseOverflow(Address),
+    #[error("header state root {header} differs from the computed state root {computed}")]
+    StateRootMismatch {
+        header: StateRoot,
+        computed: StateRoot,
+    },
+    #[error("block height overflows")]
+    HeightOverflow,
+}
+
+impl BlockError {
+    /// Whether the block is invalid for good. A block from the future may
+    /// become valid once the clock catches up; every other failure is final
+    /// and depends on nothing but the block and its ancestors.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, BlockError::TimeTooFarInFuture { .. })
+    }
+
+    /// Whether the error condemns the block hash: true for everything but a
+    /// body that does not match its header (the same header may arrive later
+    /// with its real body) and a time that may become valid.
+    pub fn condemns_hash(&self) -> bool {
+        self.is_permanent()
+            && !matches!(
+                self,
+                BlockError::TxRootMismatch { .. } | BlockError::Decode(_)
+            )
+    }
+}
+
+/// Tier 1: the header alone. Returns the block hash.
+pub fn check_header(
+    header: &BlockHeader,
+    params: &ConsensusParams,
+) -> Result<BlockHash, BlockError> {
+    if header.version != HEADER_VERSION {
+        return Err(BlockError::BadVersion {
+            found: header.version,
+        });
+    }
+    if header.target.0 == [0u8; 32] || header.target > params.pow_limit {
+        return Err(BlockError::TargetOutOfRange {
+            target: header.target,
+            pow_limit: params.pow_limit,
+        });
+    }
+    let hash = header.hash();
+    if !header.target.is_met_by(&hash) {
+        return Err(BlockError::InsufficientProofOfWork {
+            hash,
+            target: header.target,
+        });
+    }
+    Ok(hash)
+}
+
+/// Tier 2: the body without state and without signatures.
+pub fn check_block(block: &Block, params: &ConsensusParams) -> Result<(), BlockError> {
+    // The tx root first: once it matches, the header commits to exactly this
+    // body, so any later failure condemns the block hash itself. A body that
+    // fails here may be a valid block's header with a corrupted body, and
+    // says nothing about the hash (the lesson of CVE-2012-2459).
+    let ids = block.tx_ids();
+    let computed = crate::block::merkle_root(&ids);
+    if computed != block.header.tx_root {
+        return Err(BlockError::TxRootMismatch {
+            header: block.header.tx_root,
+            computed,
+        });
+    }
+    let count = block.transfers.len();
+    if count > params.max_block_transfers {
+        return Err(BlockError::TooManyTransfers {
+            count,
+            max: params.max_block_transfers,
+        });
+    }
+    let bytes = block.encoded_len();
+    if bytes > params.max_block_bytes {
+        return Err(BlockError::TooLarge {
+            bytes,
+            max: params.max_block_bytes,
+        });
+    }
+    if block.coinbase.height != block.header.height {
+        return Err(BlockError::CoinbaseHeight {
+            expected: block.header.height,
+            found: block.coinbase.height,
+        });
+    }
+    let mut seen = std::collections::HashSet::with_capacity(count);
+    for (index, (tx, id)) in block.transfers.iter().zip(&ids[1..]).enumerate() {
+        if !seen.insert(*id) {
+            return Err(BlockError::DuplicateTransfer { index, txid: *id });
+        }
+        tx.check(params.chain_id, params.min_fee)
+            .map_err(|error| BlockError::Transfer {
+                index,
+                txid: *id,
+                error,
+            })?;
+    }
+    Ok(())
+}
+
+/// Tier 2: every signature, in order, on this thread. The node runs
+/// [`SignedTransfer::verify_signature`] in parallel instead; the result is
+/// the same.
+pub fn check_signatures(transfers: &[SignedTransfer]) -> Result<(), BlockError> {
+    for (index, tx) in transfers.iter().enumerate() {
+        tx.verify_signature()
+            .map_err(|error| BlockError::Transfer {
+                index,
+                txid: tx.id(),
+                error,
+            })?;
+    }
+    Ok(())
+}
+
+/// What [`validate_header`] needs to know about the chain the header extends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderContext {
+    pub parent_hash: BlockHash,
+    pub parent_height: Height,
+    /// Median time of the parent and up to ten of its ancestors.
+    pub median_time_past_ms: u64,
+    /// From [`ConsensusParams::next_target`].
+    pub expected_target: Target,
+    /// This node's clock.
+    pub now_ms: u64,
+    pub max_future_drift_ms: u64,
+}
+
+/// Tier 3: the header against its parent.
+pub fn validate_header(header: &BlockHeader, ctx: &HeaderContext) -> Result<(), BlockError> {
+    if header.parent != ctx.parent_hash {
+        return Err(BlockError::WrongParent {
+            expected: ctx.parent_hash,
+            found: header.parent,
+        });
+    }
+    let expected_height = ctx.parent_height.next().ok_or(BlockError::HeightOverflow)?;
+    if header.height != expected_height {
+        return Err(BlockError::WrongHeight {
+            expected: expected_height,
+            found: header.height,
+        });
+    }
+    if header.time_ms <= ctx.median_time_past_ms {
+        return Err(BlockError::TimeNotAfterMedian {
+            time_ms: header.time_ms,
+            median_ms: ctx.median_time_past_ms,
+        });
+    }
+    if header.time_ms > ctx.now_ms.saturating_add(ctx.max_future_drift_ms) {
+        return Err(BlockError::TimeTooFarInFuture {
+            time_ms: header.time_ms,
+            now_ms: ctx.now_ms,
+            max_drift_ms: ctx.max_future_drift_ms,
+        });
+    }
+    if header.target != ctx.expected_target {
+        return Err(BlockError::WrongTarget {
+            expected: ctx.expected_target,
+            found: header.target,
+        });
+    }
+    Ok(())
+}
+
+/// The median of up to [`MEDIAN_TIME_SPAN`] block times (the parent's and
+/// its ancestors'); for an even count, the upper middle. `0` for none.
+pub fn median_time_past(times: &[u64]) -> u64 {
+    let mut t: Vec<u64> = times.iter().rev().take(MEDIAN_TIME_SPAN).copied().collect();
+    if t.is_empty() {
+        return 0;
+    }
+    t.sort_unstable();
+    t[t.len() / 2]
+}
+
+/// Tier 4: applies the block to the parent's state (`accounts` reads it) and
+/// checks nonces, balances, the coinbase amount and the state commitment.
+/// Returns the changes to commit; on error nothing was changed anywhere.
+pub fn validate_block_state(
+    block: &Block,
+    params: &ConsensusParams,
+    accounts: impl Fn(&Address) -> Account,
+    parent_state_root: StateRoot,
+) -> Result<BlockEffects, BlockError> {
+    let mut overlay = StateOverlay::new(accounts);
+    let mut fees = Amount::ZERO;
+    for (index, tx) in block.transfers.iter().enumerate() {
+        overlay
+            .apply_transfer(tx)
+            .map_err(|error| TransferStateError {
+                index,
+                txid: tx.id(),
+                error,
+            })?;
+        fees = fees
+            .checked_add(tx.transfer.fee)
+            .ok_or(BlockError::FeesOverflow)?;
+    }
+    let expected = params
+        .reward_at(block.header.height)
+        .checked_add(fees)
+        .ok_or(BlockError::FeesOverflow)?;
+    if block.coinbase.amount != expected {
+        return Err(BlockError::CoinbaseAmount {
+            expected,
+            found: block.coinbase.amount,
+        });
+    }
+    overlay
+        .credit(block.coinbase.recipient, block.coinbase.amount)
+        .map_err(|_| BlockError::CoinbaseOverflow(block.coinbase.recipient))?;
+    let effects = overlay.into_effects(parent_state_root, fees);
+    if effects.state_root != block.header.state_root {
+        return Err(BlockError::StateRootMismatch {
+            header: block.header.state_root,
+            computed: effects.state_root,
+        });
+    }
+    Ok(effects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_uses_last_eleven() {
+        assert_eq!(median_time_past(&[]), 0);
+        assert_eq!(median_time_past(&[5]), 5);
+        assert_eq!(median_time_past(&[1, 9]), 9);
+        let times: Vec<u64> = (0..20).collect();
+        // last eleven: 9..=19, median 14
+        assert_eq!(median_time_past(&times), 14);
+        assert_eq!(median_time_past(&[3, 1, 2]), 2);
+    }
+}

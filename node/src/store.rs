@@ -1,0 +1,452 @@
+//! Chain storage behind a small trait, with a sled implementation.
+//!
+//! Everything lives in one keyspace with one-byte prefixes, so that a block
+//! connect or disconnect is one atomic batch (sled's `apply_batch` is atomic
+//! within a tree) holding the account changes, the undo record, the height
+//! index and the tip:
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `M` | name | metadata: schema version, genesis hash, tip |
+//! | `B` | block hash | block (borsh) |
+//! | `I` | block hash | [`IndexEntry`] |
+//! | `A` | address | [`Account`] |
+//! | `U` | block hash | [`UndoRecord`] of a connected block |
+//! | `H` | height (big-endian) | hash of the main-chain block at that height |
+//!
+//! # Correctness
+//! A commit is atomic but not durable until [`ChainStore::flush`] returns;
+//! the chain manager flushes before it reports a block accepted. Every value
+//! read back is decoded with its size bound, and a value that does not decode
+//! is reported as [`StoreError::Corrupt`], never trusted.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use cairn_consensus::block::HEADER_BYTES;
+use cairn_consensus::encoding;
+use cairn_consensus::{Account, Address, Block, BlockHash, BlockHeader, Height, UndoRecord, Work};
+
+/// Version of the layout above. Bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Largest stored block read back (the spec limit is at most 32 MiB).
+const MAX_STORED_BLOCK: usize = 64 << 20;
+/// Largest undo record read back.
+const MAX_STORED_UNDO: usize = 256 << 20;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("corrupt store: {what} does not decode ({detail})")]
+    Corrupt { what: String, detail: String },
+    #[error(
+        "store schema version {found} is not supported (this node reads version {SCHEMA_VERSION}); use a new --datadir"
+    )]
+    Schema { found: u32 },
+    #[error(
+        "this datadir holds the chain with genesis {stored}, but the configured network's genesis is {expected}; use another --datadir or the matching --network/--genesis"
+    )]
+    GenesisMismatch {
+        stored: BlockHash,
+        expected: BlockHash,
+    },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt {
+                what: "the sled database".into(),
+                detail: e.to_string(),
+            },
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// Validation status of a stored block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum BlockStatus {
+    /// Header and body passed every check that needs no state; the state
+    /// checks run when the block is connected.
+    Valid,
+    /// Failed a check: never connected, neither are its descendants.
+    Invalid,
+}
+
+/// What the store keeps about every block it holds, main chain or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct IndexEntry {
+    pub header: BlockHeader,
+    /// Cumulative work from genesis to this block, inclusive.
+    pub work: Work,
+    /// Time of block 1 on this block's branch (the ASERT anchor).
+    pub anchor_time_ms: Option<u64>,
+    pub status: BlockStatus,
+    /// Arrival order, for "first seen wins" among equal work.
+    pub seq: u64,
+}
+
+/// Metadata keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Meta {
+    Schema,
+    Genesis,
+    Tip,
+}
+
+impl Meta {
+    fn name(self) -> &'static [u8] {
+        match self {
+            Meta::Schema => b"schema",
+            Meta::Genesis => b"genesis",
+            Meta::Tip => b"tip",
+        }
+    }
+}
+
+/// One write in a [`Batch`].
+#[derive(Clone, Debug)]
+pub enum Op {
+    PutBlock(BlockHash, Vec<u8>),
+    DeleteBlock(BlockHash),
+    PutIndex(BlockHash, IndexEntry),
+    DeleteIndex(BlockHash),
+    PutAccount(Address, Account),
+    DeleteAccount(Address),
+    PutUndo(BlockHash, UndoRecord),
+    DeleteUndo(BlockHash),
+    PutHeight(Height, BlockHash),
+    DeleteHeight(Height),
+    PutMeta(Meta, Vec<u8>),
+}
+
+/// A set of writes applied atomically by [`ChainStore::commit`].
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    /// Writes an account, or deletes it when it is empty.
+    pub fn set_account(&mut self, address: Address, account: Account) {
+        if account.is_empty() {
+            self.ops.push(Op::DeleteAccount(address));
+        } else {
+            self.ops.push(Op::PutAccount(address, account));
+        }
+    }
+
+    pub fn set_tip(&mut self, hash: BlockHash) {
+        self.ops.push(Op::PutMeta(Meta::Tip, hash.0.to_vec()));
+    }
+}
+
+/// The storage the chain manager needs. Reads are consistent per key;
+/// writes happen only through atomic [`Batch`]es.
+pub trait ChainStore: Send + Sync {
+    fn meta(&self, key: Meta) -> Result<Option<Vec<u8>>, StoreError>;
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError>;
+    /// Every index entry (read once at start-up).
+    fn index_entries(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError>;
+    fn account(&self, address: &Address) -> Result<Account, StoreError>;
+    /// Every non-empty account, in address order.
+    fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError>;
+    fn undo(&self, hash: &BlockHash) -> Result<Option<UndoRecord>, StoreError>;
+    fn hash_at(&self, height: Height) -> Result<Option<BlockHash>, StoreError>;
+    /// Applies every op of `batch` or none.
+    fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Makes every committed batch durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Removes all derived state (accounts, undo records, heights, tip) so
+    /// that it can be rebuilt from the stored blocks.
+    fn clear_state(&self) -> Result<(), StoreError>;
+}
+
+fn key(prefix: u8, body: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + body.len());
+    k.push(prefix);
+    k.extend_from_slice(body);
+    k
+}
+
+fn encode_op(op: Op) -> (Vec<u8>, Option<Vec<u8>>) {
+    match op {
+        Op::PutBlock(h, bytes) => (key(b'B', &h.0), Some(bytes)),
+        Op::DeleteBlock(h) => (key(b'B', &h.0), None),
+        Op::PutIndex(h, e) => (key(b'I', &h.0), Some(encoding::encode(&e))),
+        Op::DeleteIndex(h) => (key(b'I', &h.0), None),
+        Op::PutAccount(a, acc) => (key(b'A', &a.0), Some(encoding::encode(&acc))),
+        Op::DeleteAccount(a) => (key(b'A', &a.0), None),
+        Op::PutUndo(h, u) => (key(b'U', &h.0), Some(encoding::encode(&u))),
+        Op::DeleteUndo(h) => (key(b'U', &h.0), None),
+        Op::PutHeight(height, h) => (key(b'H', &height.0.to_be_bytes()), Some(h.0.to_vec())),
+        Op::DeleteHeight(height) => (key(b'H', &height.0.to_be_bytes()), None),
+        Op::PutMeta(m, v) => (key(b'M', m.name()), Some(v)),
+    }
+}
+
+fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        detail: detail.to_string(),
+    }
+}
+
+fn decode_account(k: &[u8], v: &[u8]) -> Result<(Address, Account), StoreError> {
+    let addr: [u8; 20] = k
+        .get(1..)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("an account key", "wrong length"))?;
+    let acc = encoding::decode::<Account>("account", v, 16)
+        .map_err(|e| corrupt(format!("account {}", hex_short(&addr)), e))?;
+    Ok((Address(addr), acc))
+}
+
+fn decode_index(k: &[u8], v: &[u8]) -> Result<(BlockHash, IndexEntry), StoreError> {
+    let hash: [u8; 32] = k
+        .get(1..)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("an index key", "wrong length"))?;
+    let e = encoding::decode::<IndexEntry>("index entry", v, HEADER_BYTES + 64)
+        .map_err(|e| corrupt(format!("index entry {}", hex_short(&hash)), e))?;
+    Ok((BlockHash(hash), e))
+}
+
+fn hex_short(b: &[u8]) -> String {
+    b.iter().take(8).map(|x| format!("{x:02x}")).collect()
+}
+
+fn decode_hash(what: &str, v: &[u8]) -> Result<BlockHash, StoreError> {
+    <[u8; 32]>::try_from(v)
+        .map(BlockHash)
+        .map_err(|_| corrupt(what, format!("{} bytes, expected 32", v.len())))
+}
+
+/// The sled implementation.
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) => StoreError::Backend(format!(
+                    "cannot open the store in {}: {io} (is another cairn-node using this datadir?)",
+                    dir.display()
+                )),
+                other => StoreError::from(other),
+            })?;
+        let tree = db.open_tree("chain")?;
+        Ok(SledStore { db, tree })
+    }
+}
+
+impl ChainStore for SledStore {
+    fn meta(&self, k: Meta) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key(b'M', k.name()))?.map(|v| v.to_vec()))
+    }
+
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        match self.tree.get(key(b'B', &hash.0))? {
+            None => Ok(None),
+            Some(v) => Block::decode(&v, MAX_STORED_BLOCK)
+                .map(Some)
+                .map_err(|e| corrupt(format!("block {hash}"), e)),
+        }
+    }
+
+    fn index_entries(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
+        self.tree
+            .scan_prefix([b'I'])
+            .map(|r| {
+                let (k, v) = r?;
+                decode_index(&k, &v)
+            })
+            .collect()
+    }
+
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        match self.tree.get(key(b'A', &address.0))? {
+            None => Ok(Account::default()),
+            Some(v) => decode_account(&key(b'A', &address.0), &v).map(|(_, a)| a),
+        }
+    }
+
+    fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
+        self.tree
+            .scan_prefix([b'A'])
+            .map(|r| {
+                let (k, v) = r?;
+                decode_account(&k, &v)
+            })
+            .collect()
+    }
+
+    fn undo(&self, hash: &BlockHash) -> Result<Option<UndoRecord>, StoreError> {
+        match self.tree.get(key(b'U', &hash.0))? {
+            None => Ok(None),
+            Some(v) => encoding::decode::<UndoRecord>("undo record", &v, MAX_STORED_UNDO)
+                .map(Some)
+                .map_err(|e| corrupt(format!("undo record of {hash}"), e)),
+        }
+    }
+
+    fn hash_at(&self, height: Height) -> Result<Option<BlockHash>, StoreError> {
+        match self.tree.get(key(b'H', &height.0.to_be_bytes()))? {
+            None => Ok(None),
+            Some(v) => decode_hash(&format!("height {height}"), &v).map(Some),
+        }
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for op in batch.ops {
+            match encode_op(op) {
+                (k, Some(v)) => b.insert(k, v),
+                (k, None) => b.remove(k),
+            }
+        }
+        self.tree.apply_batch(b)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn clear_state(&self) -> Result<(), StoreError> {
+        for prefix in [b'A', b'U', b'H'] {
+            let mut b = sled::Batch::default();
+            for r in self.tree.scan_prefix([prefix]).keys() {
+                b.remove(r?);
+            }
+            self.tree.apply_batch(b)?;
+        }
+        self.tree.remove(key(b'M', Meta::Tip.name()))?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// An in-memory store for tests: same semantics, no durability.
+#[derive(Default)]
+pub struct MemStore {
+    map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k)
+            .cloned()
+    }
+
+    fn scan(&self, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .range(vec![prefix]..vec![prefix + 1])
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl ChainStore for MemStore {
+    fn meta(&self, k: Meta) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&key(b'M', k.name())))
+    }
+
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        self.get(&key(b'B', &hash.0))
+            .map(|v| Block::decode(&v, MAX_STORED_BLOCK).map_err(|e| corrupt("block", e)))
+            .transpose()
+    }
+
+    fn index_entries(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
+        self.scan(b'I')
+            .iter()
+            .map(|(k, v)| decode_index(k, v))
+            .collect()
+    }
+
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        let k = key(b'A', &address.0);
+        match self.get(&k) {
+            None => Ok(Account::default()),
+            Some(v) => decode_account(&k, &v).map(|(_, a)| a),
+        }
+    }
+
+    fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
+        self.scan(b'A')
+            .iter()
+            .map(|(k, v)| decode_account(k, v))
+            .collect()
+    }
+
+    fn undo(&self, hash: &BlockHash) -> Result<Option<UndoRecord>, StoreError> {
+        self.get(&key(b'U', &hash.0))
+            .map(|v| {
+                encoding::decode::<UndoRecord>("undo record", &v, MAX_STORED_UNDO)
+                    .map_err(|e| corrupt("undo record", e))
+            })
+            .transpose()
+    }
+
+    fn hash_at(&self, height: Height) -> Result<Option<BlockHash>, StoreError> {
+        self.get(&key(b'H', &height.0.to_be_bytes()))
+            .map(|v| decode_hash("height entry", &v))
+            .transpose()
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for op in batch.ops {
+            match encode_op(op) {
+                (k, Some(v)) => {
+                    map.insert(k, v);
+                }
+                (k, None) => {
+                    map.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn clear_state(&self) -> Result<(), StoreError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|k, _| !matches!(k.first(), Some(b'A' | b'U' | b'H')));
+        map.remove(&key(b'M', Meta::Tip.name()));
+        Ok(())
+    }
+}
