@@ -28,7 +28,9 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench:
-	$(CARGO) bench --bench consensus
+	CAIRN_BENCH_REPORT_ONLY=1 $(CARGO) bench --bench consensus
+	$(CARGO) bench --bench mining
+	$(CARGO) bench --bench rpc_load
 
 clean:
 	$(CARGO) clean

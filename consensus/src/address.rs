@@ -81,7 +81,7 @@ pub enum AddressError {
         "address prefix {0:?} is not valid: use 1 to 16 lowercase letters or digits, starting with a letter"
     )]
     BadPrefix(String),
-    #[error("{input:?} is not a valid address (a typo? the checksum does not match): {reason}")]
+    #[error("{input:?} is not a valid address: {reason} (a typo?)")]
     Malformed { input: String, reason: String },
     #[error("address {input:?} has {found} data bytes, expected {ADDRESS_LEN}")]
     Length { input: String, found: usize },

@@ -32,6 +32,15 @@ impl Target {
         Target(v.to_be_bytes())
     }
 
+    /// The target as eight big-endian words, for [`PowHasher::meets`].
+    pub fn to_words(&self) -> [u32; 8] {
+        let mut w = [0u32; 8];
+        for (i, chunk) in self.0.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        w
+    }
+
     /// Whether `hash` satisfies this target.
     pub fn is_met_by(&self, hash: &BlockHash) -> bool {
         // Big-endian byte order compares like the numbers it encodes.
@@ -186,9 +195,10 @@ impl PowHasher {
         PowHasher { first }
     }
 
-    /// The block hash for `nonce`.
+    /// The final SHA-256 state words for `nonce`: the block hash as eight
+    /// big-endian words, without converting to bytes.
     #[inline]
-    pub fn hash(&self, nonce: u64) -> BlockHash {
+    pub fn hash_words(&self, nonce: u64) -> [u32; 8] {
         let mut block = self.first;
         block[32..40].copy_from_slice(&nonce.to_le_bytes());
         let mut state = SHA256_IV;
@@ -201,8 +211,22 @@ impl PowHasher {
         second[56..].copy_from_slice(&(32u64 * 8).to_be_bytes());
         let mut out = SHA256_IV;
         sha2::compress256(&mut out, &[second.into()]);
+        out
+    }
+
+    /// Whether `nonce` meets `target` (given as [`Target::to_words`]).
+    /// Equal to `target.is_met_by(&self.hash(nonce))`.
+    #[inline]
+    pub fn meets(&self, nonce: u64, target: &[u32; 8]) -> bool {
+        self.hash_words(nonce) <= *target
+    }
+
+    /// The block hash for `nonce`.
+    #[inline]
+    pub fn hash(&self, nonce: u64) -> BlockHash {
+        let words = self.hash_words(nonce);
         let mut hash = [0u8; 32];
-        for (i, w) in out.iter().enumerate() {
+        for (i, w) in words.iter().enumerate() {
             hash[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
         }
         BlockHash(hash)
@@ -294,6 +318,15 @@ mod tests {
             msg.extend_from_slice(&nonce.to_le_bytes());
             let expected: [u8; 32] = Sha256::digest(Sha256::digest(&msg)).into();
             prop_assert_eq!(PowHasher::new(&prehash).hash(nonce), BlockHash(expected));
+        }
+
+        #[test]
+        fn word_comparison_matches_byte_comparison(prehash in any::<[u8; 32]>(), nonce in any::<u64>(), t in any::<[u8; 32]>(), bits in 0u32..24) {
+            let h = PowHasher::new(&prehash);
+            let hash = h.hash(nonce);
+            for target in [Target(t), Target::from_difficulty_bits(bits), Target(hash.0)] {
+                prop_assert_eq!(h.meets(nonce, &target.to_words()), target.is_met_by(&hash));
+            }
         }
 
         #[test]

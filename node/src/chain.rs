@@ -37,8 +37,10 @@ use crate::store::{
 };
 
 /// Checks the signatures of a block's transfers; the node passes a parallel
-/// implementation ([`crate::verify::verify_signatures`]).
-pub type SignatureVerifier = fn(&[SignedTransfer]) -> Result<(), BlockError>;
+/// implementation ([`crate::verify::verify_signatures`] or a
+/// [`crate::verify::SigCache`]).
+pub type SignatureVerifier =
+    std::sync::Arc<dyn Fn(&[SignedTransfer]) -> Result<(), BlockError> + Send + Sync>;
 
 /// Limits of the chain manager.
 #[derive(Clone, Debug)]
@@ -242,9 +244,10 @@ impl<S: ChainStore> Chain<S> {
     pub fn open(
         store: S,
         network: &Network,
-        verify: SignatureVerifier,
+        verify: impl Fn(&[SignedTransfer]) -> Result<(), BlockError> + Send + Sync + 'static,
         config: ChainConfig,
     ) -> Result<(Chain<S>, OpenReport), ChainError> {
+        let verify: SignatureVerifier = std::sync::Arc::new(verify);
         let mut report = OpenReport::default();
         match store.meta(Meta::Schema)? {
             None => {}
@@ -667,7 +670,7 @@ impl<S: ChainStore> Chain<S> {
         // alongside the state checks when the block extends the tip, the
         // common case; the state result is used only if the others pass.
         let extends_tip = block.header.parent == self.tip_hash();
-        let verify = self.verify;
+        let verify = &*self.verify;
         let this = &*self;
         let (checked, state) = rayon::join(
             || check_block(&block, &this.params).and_then(|()| verify(&block.transfers)),
@@ -914,7 +917,7 @@ impl<S: ChainStore> Chain<S> {
     }
 
     /// Blocks that left and joined the best chain since `old_tip` was the tip.
-    fn tip_change_since(&self, old_tip: BlockHash) -> TipChange {
+    pub fn tip_change_since(&self, old_tip: BlockHash) -> TipChange {
         let new_tip = self.tip_hash();
         if new_tip == old_tip {
             return TipChange::default();

@@ -6,8 +6,21 @@
 //! - [`store`]: the chain store behind the [`store::ChainStore`] trait, on sled.
 //! - [`chain`]: the chain manager: block acceptance in any order, side
 //!   branches, orphans, reorganisations, start-up recovery.
-//! - [`verify`]: parallel signature checks.
+//! - [`mempool`]: pending transfers, by sender and nonce, selected by fee.
+//! - [`miner`]: the proof-of-work search on a dedicated rayon pool, templates.
+//! - [`index`]: transaction locations and address histories.
+//! - [`node`]: everything wired together, with the mining thread.
+//! - [`rpc`]: the JSON-RPC server.
+//! - [`config`]: configuration structs.
+//! - [`verify`]: parallel signature checks and the signature cache.
 
 pub mod chain;
+pub mod config;
+pub mod index;
+pub mod mempool;
+pub mod miner;
+pub mod node;
+pub mod rpc;
+pub mod service;
 pub mod store;
 pub mod verify;

@@ -259,6 +259,14 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// The keyspace, for derived indexes kept under their own prefixes
+    /// (see [`crate::index`]).
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
 impl ChainStore for SledStore {
     fn meta(&self, k: Meta) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree.get(key(b'M', k.name()))?.map(|v| v.to_vec()))
@@ -448,5 +456,38 @@ impl ChainStore for MemStore {
         map.retain(|k, _| !matches!(k.first(), Some(b'A' | b'U' | b'H')));
         map.remove(&key(b'M', Meta::Tip.name()));
         Ok(())
+    }
+}
+
+impl<T: ChainStore + ?Sized> ChainStore for std::sync::Arc<T> {
+    fn meta(&self, key: Meta) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).meta(key)
+    }
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        (**self).block(hash)
+    }
+    fn index_entries(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
+        (**self).index_entries()
+    }
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        (**self).account(address)
+    }
+    fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
+        (**self).all_accounts()
+    }
+    fn undo(&self, hash: &BlockHash) -> Result<Option<UndoRecord>, StoreError> {
+        (**self).undo(hash)
+    }
+    fn hash_at(&self, height: Height) -> Result<Option<BlockHash>, StoreError> {
+        (**self).hash_at(height)
+    }
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        (**self).commit(batch)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
+    fn clear_state(&self) -> Result<(), StoreError> {
+        (**self).clear_state()
     }
 }

@@ -1,0 +1,139 @@
+//! Node configuration: one serde struct per subsystem, aggregated in
+//! [`NodeConfig`]. The binary fills it from (in order of precedence)
+//! command-line flags, `CAIRN_*` environment variables, a TOML file
+//! (`--config`), and the defaults here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::mempool::MempoolConfig;
+
+/// Default ports per network: RPC, then P2P.
+pub fn default_ports(network: &str) -> (u16, u16) {
+    match network {
+        "dev" => (7540, 7541),
+        "testnet" => (7640, 7641),
+        _ => (7740, 7741),
+    }
+}
+
+/// JSON-RPC server limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcConfig {
+    /// Largest request body, bytes.
+    pub max_request_bytes: u32,
+    /// Largest response body, bytes.
+    pub max_response_bytes: u32,
+    /// Simultaneous connections (HTTP and WebSocket).
+    pub max_connections: u32,
+    /// Calls in one batch request.
+    pub max_batch: u32,
+    /// Subscriptions per WebSocket connection.
+    pub max_subscriptions: u32,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            max_request_bytes: 2 << 20,
+            max_response_bytes: 32 << 20,
+            max_connections: 256,
+            max_batch: 200,
+            max_subscriptions: 16,
+        }
+    }
+}
+
+/// Mining settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MiningConfig {
+    /// Mine from start-up.
+    pub enabled: bool,
+    /// Address paid by mined blocks (dev default: the first dev account).
+    pub address: Option<String>,
+    /// Miner threads; 0 means one per core.
+    pub threads: usize,
+    /// On a network with a pinned target, one block every this many ms.
+    pub block_time_ms: u64,
+}
+
+impl Default for MiningConfig {
+    fn default() -> Self {
+        MiningConfig {
+            enabled: false,
+            address: None,
+            threads: 0,
+            block_time_ms: 2000,
+        }
+    }
+}
+
+/// Storage settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// sled's page cache, bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Everything a node needs besides its network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub datadir: PathBuf,
+    pub rpc_addr: SocketAddr,
+    pub p2p_addr: SocketAddr,
+    /// `host:port` of peers to connect to at start-up.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Rebuild the state and indexes from the stored blocks at start-up.
+    #[serde(default)]
+    pub reindex: bool,
+    #[serde(default)]
+    pub rpc: RpcConfig,
+    #[serde(default)]
+    pub mining: MiningConfig,
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+impl NodeConfig {
+    /// Defaults for `network` with its data in `datadir`, listening on
+    /// loopback at the network's default ports.
+    pub fn new(network: &str, datadir: PathBuf) -> NodeConfig {
+        let (rpc, p2p) = default_ports(network);
+        NodeConfig {
+            datadir,
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], rpc)),
+            p2p_addr: SocketAddr::from(([127, 0, 0, 1], p2p)),
+            peers: Vec::new(),
+            reindex: false,
+            rpc: RpcConfig::default(),
+            mining: MiningConfig::default(),
+            mempool: MempoolConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+
+    /// A config for tests: loopback, ports chosen by the OS.
+    pub fn ephemeral(datadir: PathBuf) -> NodeConfig {
+        let mut c = NodeConfig::new("test", datadir);
+        c.rpc_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        c.p2p_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        c
+    }
+}

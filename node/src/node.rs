@@ -1,0 +1,707 @@
+//! The running node: the chain, the mempool, the indexes and the miner,
+//! wired together. Everything here is synchronous and may block; async
+//! callers (RPC, P2P) use `tokio::task::spawn_blocking`.
+//!
+//! # Correctness
+//! - Locks are always taken in the order chain, then mempool. Transfer
+//!   submission takes only the mempool lock and reads the sender's account
+//!   inside it; since the mempool is updated under that lock after every
+//!   chain commit, a submission can never slip in between a block and the
+//!   clean-up that block causes.
+//! - A block is reported accepted only after the store is flushed.
+//! - After every change of the best chain, in order: indexes catch up, the
+//!   mempool drops confirmed and stale transfers and takes back those of
+//!   disconnected blocks, the tip snapshot moves, subscribers and the
+//!   miner are told.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_api::HeaderView;
+use cairn_consensus::{
+    Account, Address, Block, BlockHash, BlockHeader, Retarget, SignedTransfer, Target, TxId, Work,
+};
+use cairn_genesis::Network;
+use tokio::sync::broadcast;
+
+use crate::chain::{Chain, ChainConfig, ChainError, OpenReport, Outcome, Processed, TipChange};
+use crate::config::NodeConfig;
+use crate::index;
+use crate::mempool::{Mempool, MempoolError};
+use crate::miner::{HashrateMeter, MinerPool, Search, TemplateBase, build_template};
+use crate::store::{ChainStore, SledStore, StoreError};
+use crate::verify::SigCache;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Where a block came from, for logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Miner,
+    Rpc,
+    Peer(u64),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Miner => f.write_str("miner"),
+            Source::Rpc => f.write_str("rpc"),
+            Source::Peer(id) => write!(f, "peer {id}"),
+        }
+    }
+}
+
+/// Something other parts of the node (P2P) react to.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A block joined the best chain.
+    BlockConnected { hash: BlockHash, height: u64 },
+    /// A transfer entered the mempool.
+    TransferAccepted { id: TxId, from_peer: Option<u64> },
+}
+
+/// The best block, readable without the chain lock.
+#[derive(Clone, Debug)]
+pub struct TipSnapshot {
+    pub hash: BlockHash,
+    pub header: BlockHeader,
+    pub work: Work,
+}
+
+/// Why a node could not start or an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("{0}")]
+    Config(String),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a transfer was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Transfer(#[from] cairn_consensus::TransferError),
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    #[error("transfer {id} is already confirmed in block {block} at height {height}")]
+    AlreadyConfirmed {
+        id: TxId,
+        block: BlockHash,
+        height: u64,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Miner state shared by the mining thread, `mining_generate` and RPC.
+pub struct MiningState {
+    pub meter: HashrateMeter,
+    pool: Mutex<Arc<MinerPool>>,
+    running: AtomicBool,
+    address: Mutex<Option<Address>>,
+    pub blocks_mined: AtomicU64,
+    /// Serialises mining rounds and `mining_generate`.
+    round: Mutex<()>,
+    /// Bumped to abort the current search.
+    stop_gen: AtomicU64,
+    wake: (Mutex<()>, Condvar),
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The node.
+pub struct Node {
+    pub network: Network,
+    pub config: NodeConfig,
+    store: Arc<SledStore>,
+    chain: Mutex<Chain<Arc<SledStore>>>,
+    mempool: Mutex<Mempool>,
+    sig_cache: Arc<SigCache>,
+    tip: RwLock<TipSnapshot>,
+    tip_gen: AtomicU64,
+    heads: broadcast::Sender<HeaderView>,
+    events: broadcast::Sender<Event>,
+    pub mining: MiningState,
+    shutting_down: AtomicBool,
+    /// Number of connected peers, maintained by the P2P layer.
+    pub peer_count: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The header as the API shows it.
+pub fn header_view(hash: BlockHash, h: &BlockHeader) -> HeaderView {
+    HeaderView {
+        hash,
+        version: h.version,
+        parent: h.parent,
+        height: h.height.0,
+        tx_root: h.tx_root,
+        state_root: h.state_root,
+        time_ms: h.time_ms,
+        target: h.target,
+        nonce: h.nonce,
+    }
+}
+
+impl Node {
+    /// Opens the store in `config.datadir` and everything on top of it.
+    pub fn open(
+        network: Network,
+        config: NodeConfig,
+    ) -> Result<(Arc<Node>, OpenReport), NodeError> {
+        let store = Arc::new(SledStore::open(
+            &config.datadir,
+            config.storage.cache_bytes,
+        )?);
+        let sig_cache = Arc::new(SigCache::new(262_144));
+        let cache = sig_cache.clone();
+        let (mut chain, mut report) = Chain::open(
+            store.clone(),
+            &network,
+            move |txs: &[SignedTransfer]| cache.verify(txs),
+            ChainConfig::default(),
+        )?;
+        if config.reindex && report.rebuilt.is_none() {
+            tracing::info!("--reindex: rebuilding the state from the stored blocks");
+            report.blocks_replayed = chain.rebuild_state()?;
+            report.rebuilt = Some("requested with --reindex".into());
+        }
+        if report.rebuilt.is_some() {
+            // the derived indexes are rebuilt along with the state
+            store
+                .tree()
+                .remove(b"Mindex_tip")
+                .map_err(StoreError::from)?;
+        }
+        let indexed = index::catch_up(&chain, store.tree())?;
+        if indexed > 1 {
+            tracing::info!("indexed {indexed} blocks");
+        }
+        let threads = match config.mining.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let pool = MinerPool::new(threads)
+            .map_err(|e| NodeError::Config(format!("cannot start {threads} miner threads: {e}")))?;
+        let miner_address = match &config.mining.address {
+            Some(a) => Some(
+                Address::decode(a, &network.params.address_prefix)
+                    .map_err(|e| NodeError::Config(format!("--miner-address: {e}")))?,
+            ),
+            None => None,
+        };
+        let tip = snapshot(&chain);
+        let mempool = Mempool::new(config.mempool.clone(), network.params.min_fee);
+        let (heads, _) = broadcast::channel(256);
+        let (events, _) = broadcast::channel(4096);
+        let node = Arc::new(Node {
+            network,
+            config,
+            store,
+            chain: Mutex::new(chain),
+            mempool: Mutex::new(mempool),
+            sig_cache,
+            tip: RwLock::new(tip),
+            tip_gen: AtomicU64::new(0),
+            heads,
+            events,
+            mining: MiningState {
+                meter: HashrateMeter::default(),
+                pool: Mutex::new(Arc::new(pool)),
+                running: AtomicBool::new(false),
+                address: Mutex::new(miner_address),
+                blocks_mined: AtomicU64::new(0),
+                round: Mutex::new(()),
+                stop_gen: AtomicU64::new(0),
+                wake: (Mutex::new(()), Condvar::new()),
+                thread: Mutex::new(None),
+            },
+            shutting_down: AtomicBool::new(false),
+            peer_count: AtomicU64::new(0),
+        });
+        Ok((node, report))
+    }
+
+    pub fn store(&self) -> &Arc<SledStore> {
+        &self.store
+    }
+
+    /// Runs `f` with the chain locked.
+    pub fn with_chain<R>(&self, f: impl FnOnce(&Chain<Arc<SledStore>>) -> R) -> R {
+        f(&lock(&self.chain))
+    }
+
+    /// Runs `f` with the mempool locked.
+    pub fn with_mempool<R>(&self, f: impl FnOnce(&Mempool) -> R) -> R {
+        f(&lock(&self.mempool))
+    }
+
+    pub fn tip(&self) -> TipSnapshot {
+        self.tip.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Incremented on every change of the best chain.
+    pub fn tip_generation(&self) -> u64 {
+        self.tip_gen.load(Ordering::SeqCst)
+    }
+
+    pub fn subscribe_heads(&self) -> broadcast::Receiver<HeaderView> {
+        self.heads.subscribe()
+    }
+
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// The account as confirmed in the best chain.
+    pub fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        self.store.account(address)
+    }
+
+    // ----- blocks -----
+
+    /// Processes blocks (in any order), flushes, then updates everything
+    /// that depends on the best chain. One result per block.
+    pub fn submit_blocks(
+        &self,
+        blocks: Vec<Block>,
+        source: Source,
+    ) -> Vec<Result<Processed, ChainError>> {
+        let mut chain = lock(&self.chain);
+        let old_tip = chain.tip_hash();
+        let mut results = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let height = block.header.height.0;
+            let transfers = block.transfers.len();
+            let started = Instant::now();
+            let r = chain.process_block_unflushed(block, now_ms());
+            log_processed(&r, height, transfers, started.elapsed(), source);
+            results.push(r);
+        }
+        if let Err(e) = chain.flush() {
+            tracing::error!("cannot flush the store: {e}");
+            return results
+                .into_iter()
+                .map(|r| r.and_then(|_| Err(ChainError::Store(StoreError::Backend(e.to_string())))))
+                .collect();
+        }
+        let change = chain.tip_change_since(old_tip);
+        if !change.is_empty() {
+            self.after_tip_change(&chain, &change);
+        }
+        results
+    }
+
+    /// Processes one block; see [`Node::submit_blocks`].
+    pub fn submit_block(&self, block: Block, source: Source) -> Result<Processed, ChainError> {
+        self.submit_blocks(vec![block], source)
+            .pop()
+            .unwrap_or_else(|| Err(ChainError::Inconsistent("no result".into())))
+    }
+
+    fn after_tip_change(&self, chain: &Chain<Arc<SledStore>>, change: &TipChange) {
+        if let Err(e) = index::catch_up(chain, self.store.tree()) {
+            tracing::error!("cannot update the indexes: {e}");
+        }
+        if !change.disconnected.is_empty() {
+            tracing::warn!(
+                "reorganisation: {} blocks left the best chain, {} joined; new tip {} at height {}",
+                change.disconnected.len(),
+                change.connected.len(),
+                chain.tip_hash(),
+                chain.height()
+            );
+        }
+        {
+            let mut pool = lock(&self.mempool);
+            let account = |a: &Address| self.store.account(a).unwrap_or_default();
+            let mut returning = Vec::new();
+            for h in change.disconnected.iter().rev() {
+                if let Ok(Some(b)) = chain.block(h) {
+                    returning.extend(b.transfers);
+                }
+            }
+            for h in &change.connected {
+                if let Ok(Some(b)) = chain.block(h) {
+                    pool.remove_confirmed(&b.transfers, account);
+                }
+            }
+            let now = now_ms();
+            let mut back = 0;
+            for tx in returning {
+                let id = tx.id();
+                let acc = account(&tx.sender());
+                if pool.insert(tx, id, acc, now).is_ok() {
+                    self.sig_cache.insert(id);
+                    back += 1;
+                }
+            }
+            if back > 0 {
+                tracing::info!("{back} transfers from disconnected blocks returned to the mempool");
+            }
+        }
+        *self.tip.write().unwrap_or_else(|p| p.into_inner()) = snapshot(chain);
+        self.tip_gen.fetch_add(1, Ordering::SeqCst);
+        for h in &change.connected {
+            if let Some(e) = chain.entry(h) {
+                let _ = self.heads.send(header_view(*h, &e.header));
+                let _ = self.events.send(Event::BlockConnected {
+                    hash: *h,
+                    height: e.header.height.0,
+                });
+            }
+        }
+    }
+
+    // ----- transfers -----
+
+    /// Checks a transfer and adds it to the mempool.
+    pub fn submit_transfer(
+        &self,
+        tx: SignedTransfer,
+        from_peer: Option<u64>,
+    ) -> Result<TxId, SubmitError> {
+        let params = &self.network.params;
+        let id = tx.id();
+        tx.check(params.chain_id, params.min_fee)?;
+        if let Some(loc) = index::tx_location(self.store.tree(), &id)? {
+            return Err(SubmitError::AlreadyConfirmed {
+                id,
+                block: loc.block,
+                height: loc.height,
+            });
+        }
+        if !self.sig_cache.contains(&id) {
+            tx.verify_signature()?;
+        }
+        {
+            let mut pool = lock(&self.mempool);
+            let account = self.store.account(&tx.sender())?;
+            pool.insert(tx, id, account, now_ms())?;
+        }
+        self.sig_cache.insert(id);
+        let _ = self.events.send(Event::TransferAccepted { id, from_peer });
+        Ok(id)
+    }
+
+    /// Drops expired mempool entries.
+    pub fn expire_mempool(&self) -> usize {
+        lock(&self.mempool).expire(now_ms())
+    }
+
+    // ----- mining -----
+
+    /// A template on the current tip paying `miner`.
+    fn template(&self, chain: &Chain<Arc<SledStore>>, miner: Address) -> Result<Block, StoreError> {
+        let parent = chain.tip_hash();
+        let tip = chain.tip();
+        let time_ms = now_ms().max(chain.median_time_past(&parent).saturating_add(1));
+        let target = chain
+            .target_for_child(&parent, time_ms)
+            .unwrap_or(self.network.params.initial_target);
+        let base = TemplateBase {
+            params: &self.network.params,
+            parent,
+            parent_height: tip.header.height,
+            parent_state_root: tip.header.state_root,
+            time_ms,
+            target,
+        };
+        let pool = lock(&self.mempool);
+        let failure: Mutex<Option<StoreError>> = Mutex::new(None);
+        let account = |a: &Address| match self.store.account(a) {
+            Ok(acc) => acc,
+            Err(e) => {
+                *lock(&failure) = Some(e);
+                Account::default()
+            }
+        };
+        let max = self.network.params.max_block_transfers;
+        let block = build_template(&base, miner, account, |take| {
+            pool.select(|a| account(a).nonce, max, take);
+        });
+        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(block),
+        }
+    }
+
+    fn miner_pool(&self) -> Arc<MinerPool> {
+        lock(&self.mining.pool).clone()
+    }
+
+    /// Mines `count` blocks on the current tip paying `miner`, each on the
+    /// previous one; returns their hashes once durable.
+    pub fn generate(&self, count: u32, miner: Address) -> Result<Vec<BlockHash>, NodeError> {
+        let _round = lock(&self.mining.round);
+        let pool = self.miner_pool();
+        let mut chain = lock(&self.chain);
+        let old_tip = chain.tip_hash();
+        let mut hashes = Vec::with_capacity(count as usize);
+        let mut result = Ok(());
+        for _ in 0..count {
+            if self.is_shutting_down() {
+                result = Err(NodeError::ShuttingDown);
+                break;
+            }
+            let mut block = match self.template(&chain, miner) {
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            };
+            let stop = || self.is_shutting_down();
+            if !pool.mine(&mut block, &self.mining.meter.attempts, &stop) {
+                result = Err(NodeError::ShuttingDown);
+                break;
+            }
+            let (height, transfers) = (block.header.height.0, block.transfers.len());
+            let started = Instant::now();
+            let r = chain.process_block_unflushed(block, now_ms());
+            log_processed(&r, height, transfers, started.elapsed(), Source::Miner);
+            match r {
+                Ok(p) => {
+                    hashes.push(p.hash);
+                    self.mining.blocks_mined.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            }
+        }
+        let flushed = chain.flush();
+        let change = chain.tip_change_since(old_tip);
+        if !change.is_empty() {
+            self.after_tip_change(&chain, &change);
+        }
+        flushed?;
+        result.map(|()| hashes)
+    }
+
+    /// Mines one block on the current tip, refreshing the template every
+    /// second (new time, target and transfers) and whenever the tip moves.
+    /// `None` when `stop()` held first.
+    fn mine_one(
+        &self,
+        miner: Address,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<Block>, NodeError> {
+        loop {
+            if stop() {
+                return Ok(None);
+            }
+            let _round = lock(&self.mining.round);
+            let generation = self.tip_generation();
+            let mut block = self.template(&lock(&self.chain), miner)?;
+            let pool = self.miner_pool();
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let per_thread = u64::MAX / pool.threads() as u64;
+            let stop_round =
+                || stop() || self.tip_generation() != generation || Instant::now() >= deadline;
+            match pool.search(
+                &block.header,
+                0,
+                per_thread,
+                &self.mining.meter.attempts,
+                &stop_round,
+            ) {
+                Search::Found(nonce) => {
+                    block.header.nonce = nonce;
+                    return Ok(Some(block));
+                }
+                Search::Stopped | Search::Exhausted => continue,
+            }
+        }
+    }
+
+    /// Starts the mining thread (or changes its address and threads).
+    pub fn start_mining(
+        self: &Arc<Self>,
+        address: Option<Address>,
+        threads: Option<usize>,
+    ) -> Result<(), NodeError> {
+        if let Some(a) = address {
+            *lock(&self.mining.address) = Some(a);
+        }
+        if lock(&self.mining.address).is_none() {
+            return Err(NodeError::Config(
+                "no miner address: pass one, or start the node with --miner-address".into(),
+            ));
+        }
+        if let Some(t) = threads {
+            let t = t.max(1);
+            if t != self.miner_pool().threads() {
+                // stop the current search so the new pool takes over
+                self.mining.stop_gen.fetch_add(1, Ordering::SeqCst);
+                let pool = MinerPool::new(t).map_err(|e| {
+                    NodeError::Config(format!("cannot start {t} miner threads: {e}"))
+                })?;
+                *lock(&self.mining.pool) = Arc::new(pool);
+            }
+        }
+        self.mining.running.store(true, Ordering::SeqCst);
+        let mut thread = lock(&self.mining.thread);
+        if thread.as_ref().is_none_or(|t| t.is_finished()) {
+            let node = self.clone();
+            let handle = std::thread::Builder::new()
+                .name("mining".into())
+                .spawn(move || node.mining_loop())
+                .map_err(|e| NodeError::Config(format!("cannot start the mining thread: {e}")))?;
+            *thread = Some(handle);
+        }
+        Ok(())
+    }
+
+    /// Stops the mining thread and waits for it.
+    pub fn stop_mining(&self) {
+        self.mining.running.store(false, Ordering::SeqCst);
+        self.mining.stop_gen.fetch_add(1, Ordering::SeqCst);
+        self.mining.wake.1.notify_all();
+        let handle = lock(&self.mining.thread).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    pub fn is_mining(&self) -> bool {
+        self.mining.running.load(Ordering::SeqCst)
+    }
+
+    pub fn miner_address(&self) -> Option<Address> {
+        *lock(&self.mining.address)
+    }
+
+    pub fn miner_threads(&self) -> usize {
+        self.miner_pool().threads()
+    }
+
+    fn mining_loop(&self) {
+        let interval = match self.network.params.retarget {
+            Retarget::Pinned => Some(Duration::from_millis(
+                self.config.mining.block_time_ms.max(1),
+            )),
+            Retarget::Asert { .. } => None,
+        };
+        match interval {
+            Some(d) => tracing::info!("mining one block every {} ms", d.as_millis()),
+            None => tracing::info!("mining continuously on {} threads", self.miner_threads()),
+        }
+        let mut next = Instant::now();
+        while self.is_mining() && !self.is_shutting_down() {
+            if let Some(d) = interval {
+                // wait for the next tick, waking early on stop
+                let guard = lock(&self.mining.wake.0);
+                let wait = next.saturating_duration_since(Instant::now());
+                let _ = self.mining.wake.1.wait_timeout_while(guard, wait, |_| {
+                    self.is_mining() && !self.is_shutting_down() && Instant::now() < next
+                });
+                if !self.is_mining() || self.is_shutting_down() {
+                    break;
+                }
+                next = Instant::now() + d;
+            }
+            let Some(miner) = self.miner_address() else {
+                break;
+            };
+            let stop_gen = self.mining.stop_gen.load(Ordering::SeqCst);
+            let stop = || {
+                self.is_shutting_down() || self.mining.stop_gen.load(Ordering::SeqCst) != stop_gen
+            };
+            match self.mine_one(miner, &stop) {
+                Ok(Some(block)) => {
+                    if self.submit_block(block, Source::Miner).is_ok() {
+                        self.mining.blocks_mined.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!("mining stopped: {e}");
+                    break;
+                }
+            }
+        }
+        tracing::info!("mining stopped");
+    }
+
+    /// Stops the miner and flushes the store. The store also flushes when
+    /// the last reference to the node is dropped.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.stop_mining();
+        if let Err(e) = self.store.flush() {
+            tracing::error!("flushing the store at shutdown failed: {e}");
+        }
+    }
+
+    /// The target for a block at the tip (shown by `chain_getInfo`).
+    pub fn tip_target(&self) -> Target {
+        self.tip().header.target
+    }
+}
+
+fn snapshot(chain: &Chain<Arc<SledStore>>) -> TipSnapshot {
+    let e = chain.tip();
+    TipSnapshot {
+        hash: chain.tip_hash(),
+        header: e.header,
+        work: e.work,
+    }
+}
+
+fn short(h: &BlockHash) -> String {
+    h.to_hex()[..16].to_string()
+}
+
+fn log_processed(
+    r: &Result<Processed, ChainError>,
+    height: u64,
+    transfers: usize,
+    took: Duration,
+    source: Source,
+) {
+    let ms = took.as_secs_f64() * 1000.0;
+    match r {
+        Ok(p) => match p.outcome {
+            Outcome::Connected => tracing::info!(
+                "block {height} {} accepted: {transfers} transfers, validated in {ms:.1} ms ({source})",
+                short(&p.hash)
+            ),
+            Outcome::SideBranch => tracing::info!(
+                "block {height} {} stored on a side branch: {transfers} transfers ({source})",
+                short(&p.hash)
+            ),
+            Outcome::Orphan { missing } => tracing::debug!(
+                "block {height} {} waits for its parent {} ({source})",
+                short(&p.hash),
+                short(&missing)
+            ),
+            Outcome::Duplicate => {
+                tracing::debug!("block {height} {} already known ({source})", short(&p.hash))
+            }
+        },
+        Err(e) if e.is_block_fault() => tracing::warn!("block {height} rejected ({source}): {e}"),
+        Err(e) => tracing::error!("block {height} could not be processed ({source}): {e}"),
+    }
+}

@@ -1,0 +1,553 @@
+//! The JSON-RPC server: implements [`cairn_api::CairnApiServer`] over a
+//! [`Node`]. HTTP and WebSocket share one port; request size, response size,
+//! connections, batch length and subscriptions are all bounded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cairn_api::{
+    AccountView, BlockId, BlockView, CairnApiServer, ChainInfo, CoinbaseView, Direction,
+    HistoryEntry, HistoryPage, MempoolInfo, MiningInfo, PeerRef, PeerView, RpcResult,
+    TransactionView, TransferView, TxStatus, codes, error,
+};
+use cairn_consensus::transfer::SIGNED_TRANSFER_BYTES;
+use cairn_consensus::{
+    Address, AddressError, Block, BlockHash, Height, SignedTransfer, TransferError, TxId,
+};
+use jsonrpsee::PendingSubscriptionSink;
+use jsonrpsee::core::{SubscriptionResult, async_trait};
+use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
+use jsonrpsee::types::ErrorObjectOwned;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::index::{self, Role};
+use crate::mempool::MempoolError;
+use crate::node::{Node, NodeError, SubmitError, header_view};
+use crate::store::{ChainStore, StoreError};
+
+/// Most blocks one `mining_generate` call may ask for.
+pub const MAX_GENERATE: u32 = 100_000;
+/// Most history entries per page.
+pub const MAX_HISTORY: u32 = 1_000;
+
+/// Starts the server on the configured address; returns its handle and the
+/// address it actually listens on.
+pub async fn start(node: Arc<Node>) -> std::io::Result<(ServerHandle, SocketAddr)> {
+    let cfg = &node.config.rpc;
+    let config = ServerConfig::builder()
+        .max_request_body_size(cfg.max_request_bytes)
+        .max_response_body_size(cfg.max_response_bytes)
+        .max_connections(cfg.max_connections)
+        .max_subscriptions_per_connection(cfg.max_subscriptions)
+        .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
+        .build();
+    let server = Server::builder()
+        .set_config(config)
+        .build(node.config.rpc_addr)
+        .await?;
+    let addr = server.local_addr()?;
+    let handle = server.start(RpcServer { node }.into_rpc());
+    Ok((handle, addr))
+}
+
+/// The API implementation.
+pub struct RpcServer {
+    pub node: Arc<Node>,
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    error(jsonrpsee::types::error::INTERNAL_ERROR_CODE, e.to_string())
+}
+
+fn store_err(e: StoreError) -> ErrorObjectOwned {
+    internal(format!("storage failure: {e}"))
+}
+
+/// Runs blocking work off the async executor.
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> RpcResult<R> + Send + 'static,
+) -> RpcResult<R> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+fn address_error(e: AddressError) -> ErrorObjectOwned {
+    match e {
+        AddressError::WrongNetwork { .. } => error(codes::WRONG_NETWORK, e.to_string()),
+        _ => error(codes::INVALID_ADDRESS, e.to_string()),
+    }
+}
+
+impl RpcServer {
+    fn parse_address(&self, s: &str) -> RpcResult<Address> {
+        Address::decode(s, &self.node.network.params.address_prefix).map_err(address_error)
+    }
+
+    fn encode_address(&self, a: &Address) -> String {
+        a.encode(&self.node.network.params.address_prefix)
+    }
+}
+
+/// The API view of a transfer.
+pub fn transfer_view(node: &Node, t: &SignedTransfer) -> TransferView {
+    let prefix = &node.network.params.address_prefix;
+    TransferView {
+        txid: t.id(),
+        chain_id: t.transfer.chain_id,
+        from: t.sender().encode(prefix),
+        from_key: t.transfer.from.to_string(),
+        to: t.transfer.to.encode(prefix),
+        amount: t.transfer.amount.0,
+        fee: t.transfer.fee.0,
+        nonce: t.transfer.nonce,
+        hex: hex::encode(t.encode()),
+    }
+}
+
+fn block_view(node: &Node, hash: BlockHash, block: &Block) -> Result<BlockView, StoreError> {
+    let main = node.store().hash_at(block.header.height)? == Some(hash);
+    let tip_height = node.tip().header.height.0;
+    Ok(BlockView {
+        hash,
+        header: header_view(hash, &block.header),
+        coinbase: CoinbaseView {
+            txid: block.coinbase.id(),
+            recipient: block
+                .coinbase
+                .recipient
+                .encode(&node.network.params.address_prefix),
+            amount: block.coinbase.amount.0,
+        },
+        transactions: block
+            .transfers
+            .iter()
+            .map(|t| transfer_view(node, t))
+            .collect(),
+        size: block.encoded_len() as u64,
+        in_best_chain: main,
+        confirmations: if main {
+            tip_height.saturating_sub(block.header.height.0) + 1
+        } else {
+            0
+        },
+    })
+}
+
+fn submit_error(e: SubmitError) -> ErrorObjectOwned {
+    let msg = e.to_string();
+    let code = match &e {
+        SubmitError::Transfer(t) => match t {
+            TransferError::WrongChainId { .. } => codes::TX_WRONG_CHAIN,
+            TransferError::ZeroAmount | TransferError::AmountOverflow { .. } => {
+                codes::TX_BAD_AMOUNT
+            }
+            TransferError::FeeBelowMinimum { .. } => codes::TX_FEE_TOO_LOW,
+            TransferError::BadSignature(_) => codes::TX_BAD_SIGNATURE,
+            TransferError::Decode(_) => codes::TX_MALFORMED,
+        },
+        SubmitError::Mempool(m) => match m {
+            MempoolError::Duplicate(_) => codes::TX_DUPLICATE,
+            MempoolError::NonceTooLow { .. } => codes::TX_NONCE_TOO_LOW,
+            MempoolError::NonceTooHigh { .. } => codes::TX_NONCE_TOO_HIGH,
+            MempoolError::InsufficientBalance { .. } => codes::TX_INSUFFICIENT_BALANCE,
+            MempoolError::ReplacementUnderpriced { .. } => codes::TX_REPLACEMENT_UNDERPRICED,
+            MempoolError::SenderLimit { .. } => codes::TX_SENDER_LIMIT,
+            MempoolError::Full { .. } => codes::MEMPOOL_FULL,
+        },
+        SubmitError::AlreadyConfirmed { .. } => codes::TX_DUPLICATE,
+        SubmitError::Store(_) => jsonrpsee::types::error::INTERNAL_ERROR_CODE,
+    };
+    error(code, msg)
+}
+
+/// One page of confirmed history: up to `limit` records below `before`,
+/// never splitting the records of one block across pages (a block's records
+/// share a height, and heights are the paging cursor). Returns the records
+/// and the `before_height` of the next page, if there is one.
+fn history_page(
+    node: &Node,
+    addr: &Address,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<(Vec<index::HistoryRecord>, Option<u64>), StoreError> {
+    let mut records = index::history(node.store().tree(), addr, before, limit + 1)?;
+    if records.len() <= limit {
+        return Ok((records, None));
+    }
+    let cut = records[limit].height;
+    if records[limit - 1].height != cut {
+        records.truncate(limit);
+        return Ok((records, Some(cut + 1)));
+    }
+    // the page would end inside block `cut`: end it before that block, or,
+    // if the page holds nothing else, take the whole block
+    let keep = records.iter().take_while(|r| r.height != cut).count();
+    if keep > 0 {
+        records.truncate(keep);
+        return Ok((records, Some(cut + 1)));
+    }
+    let whole = index::history_at(node.store().tree(), addr, cut)?;
+    Ok((whole, if cut > 0 { Some(cut) } else { None }))
+}
+
+/// Decodes a transfer from `tx_submit`'s hex, with a clear error.
+pub fn decode_transfer_hex(hex_str: &str) -> RpcResult<SignedTransfer> {
+    let s = hex_str.trim().trim_start_matches("0x");
+    if s.len() > 2 * SIGNED_TRANSFER_BYTES {
+        return Err(error(
+            codes::TX_TOO_LARGE,
+            format!(
+                "transaction is {} hex characters; a signed transfer is exactly {}",
+                s.len(),
+                2 * SIGNED_TRANSFER_BYTES
+            ),
+        ));
+    }
+    let bytes = hex::decode(s).map_err(|e| {
+        error(
+            codes::TX_MALFORMED,
+            format!("transaction is not valid hex: {e}"),
+        )
+    })?;
+    SignedTransfer::decode(&bytes).map_err(|e| {
+        error(
+            codes::TX_MALFORMED,
+            format!(
+                "transaction does not decode ({e}); a signed transfer is {SIGNED_TRANSFER_BYTES} bytes of borsh"
+            ),
+        )
+    })
+}
+
+#[async_trait]
+impl CairnApiServer for RpcServer {
+    async fn chain_get_info(&self) -> RpcResult<ChainInfo> {
+        let n = &self.node;
+        let tip = n.tip();
+        let params = &n.network.params;
+        Ok(ChainInfo {
+            network: n.network.name.clone(),
+            chain_id: params.chain_id,
+            genesis_hash: n.network.genesis_hash,
+            height: tip.header.height.0,
+            best_hash: tip.hash,
+            total_work: tip.work,
+            target: tip.header.target,
+            syncing: false,
+            peers: n.peer_count.load(std::sync::atomic::Ordering::Relaxed) as u32,
+            address_prefix: params.address_prefix.to_string(),
+            sync: None,
+        })
+    }
+
+    async fn chain_get_block(&self, id: BlockId) -> RpcResult<BlockView> {
+        let node = self.node.clone();
+        blocking(move || {
+            let store = node.store();
+            let hash = match id {
+                BlockId::Hash(h) => h,
+                BlockId::Height(h) => {
+                    store
+                        .hash_at(Height(h))
+                        .map_err(store_err)?
+                        .ok_or_else(|| {
+                            error(
+                                codes::NOT_FOUND,
+                                format!(
+                                    "no block at height {h}; the best height is {}",
+                                    node.tip().header.height
+                                ),
+                            )
+                        })?
+                }
+            };
+            let block = store
+                .block(&hash)
+                .map_err(store_err)?
+                .ok_or_else(|| error(codes::NOT_FOUND, format!("block {hash} is not known")))?;
+            block_view(&node, hash, &block).map_err(store_err)
+        })
+        .await
+    }
+
+    async fn chain_get_block_hash(&self, height: u64) -> RpcResult<BlockHash> {
+        let node = self.node.clone();
+        blocking(move || {
+            node.store()
+                .hash_at(Height(height))
+                .map_err(store_err)?
+                .ok_or_else(|| {
+                    error(
+                        codes::NOT_FOUND,
+                        format!(
+                            "no block at height {height}; the best height is {}",
+                            node.tip().header.height
+                        ),
+                    )
+                })
+        })
+        .await
+    }
+
+    async fn chain_get_transaction(&self, txid: TxId) -> RpcResult<TransactionView> {
+        let node = self.node.clone();
+        blocking(move || {
+            if let Some(tx) = node.with_mempool(|p| p.get(&txid).map(|e| e.tx)) {
+                return Ok(TransactionView {
+                    transaction: Some(transfer_view(&node, &tx)),
+                    status: TxStatus::Pending,
+                    block_hash: None,
+                    height: None,
+                    confirmations: None,
+                });
+            }
+            let store = node.store();
+            if let Some(loc) = index::tx_location(store.tree(), &txid).map_err(store_err)? {
+                let on_main =
+                    store.hash_at(Height(loc.height)).map_err(store_err)? == Some(loc.block);
+                let block = store.block(&loc.block).map_err(store_err)?;
+                if let (true, Some(block)) = (on_main, block) {
+                    let tip = node.tip().header.height.0;
+                    let transaction = (loc.position as usize)
+                        .checked_sub(1)
+                        .and_then(|i| block.transfers.get(i))
+                        .map(|t| transfer_view(&node, t));
+                    return Ok(TransactionView {
+                        transaction,
+                        status: TxStatus::Confirmed,
+                        block_hash: Some(loc.block),
+                        height: Some(loc.height),
+                        confirmations: Some(tip.saturating_sub(loc.height) + 1),
+                    });
+                }
+            }
+            Ok(TransactionView {
+                transaction: None,
+                status: TxStatus::Unknown,
+                block_hash: None,
+                height: None,
+                confirmations: None,
+            })
+        })
+        .await
+    }
+
+    async fn state_get_account(&self, address: String) -> RpcResult<AccountView> {
+        let addr = self.parse_address(&address)?;
+        let node = self.node.clone();
+        blocking(move || {
+            let (account, next_nonce, pending) = node
+                .with_mempool(|p| {
+                    let acc = node.account(&addr)?;
+                    Ok::<_, StoreError>((
+                        acc,
+                        p.next_nonce(&addr, acc.nonce),
+                        p.pending_spend(&addr),
+                    ))
+                })
+                .map_err(store_err)?;
+            Ok(AccountView {
+                address: addr.encode(&node.network.params.address_prefix),
+                balance: account.balance.0,
+                nonce: account.nonce,
+                next_nonce,
+                pending_spend: pending.0,
+            })
+        })
+        .await
+    }
+
+    async fn state_get_history(
+        &self,
+        address: String,
+        limit: Option<u32>,
+        before_height: Option<u64>,
+    ) -> RpcResult<HistoryPage> {
+        let addr = self.parse_address(&address)?;
+        let limit = limit.unwrap_or(50);
+        if limit == 0 || limit > MAX_HISTORY {
+            return Err(error(
+                jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                format!("limit must be between 1 and {MAX_HISTORY}"),
+            ));
+        }
+        let node = self.node.clone();
+        let text = self.encode_address(&addr);
+        blocking(move || {
+            let prefix = &node.network.params.address_prefix;
+            let mut entries = Vec::new();
+            if before_height.is_none() {
+                node.with_mempool(|p| {
+                    for e in p.involving(&addr) {
+                        let t = e.tx.transfer;
+                        let direction = if e.sender == t.to {
+                            Direction::SelfTransfer
+                        } else if e.sender == addr {
+                            Direction::Out
+                        } else {
+                            Direction::In
+                        };
+                        let counterparty = match direction {
+                            Direction::Out => Some(t.to.encode(prefix)),
+                            Direction::In => Some(e.sender.encode(prefix)),
+                            _ => None,
+                        };
+                        entries.push(HistoryEntry {
+                            txid: e.id,
+                            direction,
+                            counterparty,
+                            amount: t.amount.0,
+                            fee: if direction == Direction::In {
+                                0
+                            } else {
+                                t.fee.0
+                            },
+                            status: TxStatus::Pending,
+                            block_hash: None,
+                            height: None,
+                            confirmations: None,
+                            time_ms: None,
+                        });
+                    }
+                });
+            }
+            let tip = node.tip().header.height.0;
+            let (records, next_before_height) =
+                history_page(&node, &addr, before_height, limit as usize).map_err(store_err)?;
+            for r in &records {
+                entries.push(HistoryEntry {
+                    txid: r.txid,
+                    direction: match r.role {
+                        Role::Sent => Direction::Out,
+                        Role::Received => Direction::In,
+                        Role::ToSelf => Direction::SelfTransfer,
+                        Role::Mined => Direction::Mined,
+                    },
+                    counterparty: r.counterparty.map(|a| a.encode(prefix)),
+                    amount: r.amount.0,
+                    fee: r.fee.0,
+                    status: TxStatus::Confirmed,
+                    block_hash: Some(r.block),
+                    height: Some(r.height),
+                    confirmations: Some(tip.saturating_sub(r.height) + 1),
+                    time_ms: Some(r.time_ms),
+                });
+            }
+            Ok(HistoryPage {
+                address: text,
+                entries,
+                next_before_height,
+            })
+        })
+        .await
+    }
+
+    async fn tx_submit(&self, transfer_hex: String) -> RpcResult<TxId> {
+        let tx = decode_transfer_hex(&transfer_hex)?;
+        let node = self.node.clone();
+        blocking(move || node.submit_transfer(tx, None).map_err(submit_error)).await
+    }
+
+    async fn mempool_get_info(&self) -> RpcResult<MempoolInfo> {
+        Ok(self.node.with_mempool(|p| MempoolInfo {
+            count: p.len() as u64,
+            bytes: p.bytes() as u64,
+            min_fee: p.min_fee().0,
+            max_bytes: p.max_bytes() as u64,
+        }))
+    }
+
+    async fn mining_generate(&self, count: u32, address: String) -> RpcResult<Vec<BlockHash>> {
+        if count == 0 || count > MAX_GENERATE {
+            return Err(error(
+                jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                format!("count must be between 1 and {MAX_GENERATE}"),
+            ));
+        }
+        let addr = self.parse_address(&address)?;
+        let node = self.node.clone();
+        blocking(move || {
+            node.generate(count, addr).map_err(|e| match e {
+                NodeError::Store(e) => store_err(e),
+                other => error(codes::MINING_FAILED, other.to_string()),
+            })
+        })
+        .await
+    }
+
+    async fn mining_get_info(&self) -> RpcResult<MiningInfo> {
+        let n = &self.node;
+        Ok(MiningInfo {
+            mining: n.is_mining(),
+            threads: n.miner_threads() as u32,
+            hashrate: n.mining.meter.sample(),
+            address: n.miner_address().map(|a| self.encode_address(&a)),
+            blocks_mined: n
+                .mining
+                .blocks_mined
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    async fn mining_start(&self, address: Option<String>, threads: Option<u32>) -> RpcResult<()> {
+        let addr = address.map(|a| self.parse_address(&a)).transpose()?;
+        if let Some(t) = threads
+            && (t == 0 || t > 1024)
+        {
+            return Err(error(
+                jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                "threads must be between 1 and 1024",
+            ));
+        }
+        let node = self.node.clone();
+        blocking(move || {
+            node.start_mining(addr, threads.map(|t| t as usize))
+                .map_err(|e| error(codes::MINING_FAILED, e.to_string()))
+        })
+        .await
+    }
+
+    async fn mining_stop(&self) -> RpcResult<()> {
+        let node = self.node.clone();
+        blocking(move || {
+            node.stop_mining();
+            Ok(())
+        })
+        .await
+    }
+
+    async fn net_get_peers(&self) -> RpcResult<Vec<PeerView>> {
+        Err(error(codes::PEER_FAILED, "this node runs without P2P"))
+    }
+
+    async fn net_add_peer(&self, _address: String) -> RpcResult<()> {
+        Err(error(codes::PEER_FAILED, "this node runs without P2P"))
+    }
+
+    async fn net_disconnect_peer(&self, _peer: PeerRef) -> RpcResult<()> {
+        Err(error(codes::PEER_FAILED, "this node runs without P2P"))
+    }
+
+    async fn subscribe_new_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let mut heads = self.node.subscribe_heads();
+        let sink = pending.accept().await?;
+        loop {
+            tokio::select! {
+                _ = sink.closed() => break,
+                next = heads.recv() => match next {
+                    Ok(h) => {
+                        let msg = serde_json::value::to_raw_value(&h)?;
+                        if sink.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    // a slow subscriber skips headers it missed; the next one is current
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::debug!("a head subscriber lagged by {n} headers");
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+        Ok(())
+    }
+}

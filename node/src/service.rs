@@ -1,0 +1,124 @@
+//! Starting and stopping a whole node: store, chain, RPC server, miner and
+//! maintenance tasks. Used by the binary and by in-process tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_genesis::Network;
+use jsonrpsee::server::ServerHandle;
+use tokio::sync::watch;
+
+use crate::chain::OpenReport;
+use crate::config::NodeConfig;
+use crate::node::Node;
+
+/// A started node.
+pub struct Running {
+    pub node: Arc<Node>,
+    /// Where the JSON-RPC server listens (HTTP and WebSocket).
+    pub rpc_addr: SocketAddr,
+    pub report: OpenReport,
+    rpc: ServerHandle,
+    stop_tasks: watch::Sender<bool>,
+}
+
+impl Running {
+    /// `http://host:port` of the RPC server.
+    pub fn rpc_url(&self) -> String {
+        format!("http://{}", self.rpc_addr)
+    }
+
+    /// `ws://host:port` of the RPC server.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.rpc_addr)
+    }
+
+    /// Stops mining and the RPC server, then flushes the store.
+    pub async fn stop(self) {
+        let _ = self.stop_tasks.send(true);
+        let _ = self.rpc.stop();
+        self.rpc.stopped().await;
+        let node = self.node.clone();
+        let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
+    }
+}
+
+/// Opens the node, starts its RPC server, and starts mining if configured.
+pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Running> {
+    let datadir = config.datadir.clone();
+    let (node, report) = tokio::task::spawn_blocking(move || Node::open(network, config))
+        .await?
+        .with_context(|| format!("cannot open the node in {}", datadir.display()))?;
+    let (rpc, rpc_addr) = crate::rpc::start(node.clone()).await.with_context(|| {
+        format!(
+            "cannot start the JSON-RPC server on {} (is the port in use? choose another with --rpc-addr)",
+            node.config.rpc_addr
+        )
+    })?;
+    let (stop_tasks, stopped) = watch::channel(false);
+    spawn_maintenance(node.clone(), stopped);
+    if node.config.mining.enabled {
+        let n = node.clone();
+        tokio::task::spawn_blocking(move || n.start_mining(None, None))
+            .await?
+            .context("cannot start mining")?;
+    }
+    Ok(Running {
+        node,
+        rpc_addr,
+        report,
+        rpc,
+        stop_tasks,
+    })
+}
+
+/// Mempool expiry every minute; a hashrate sample every second, logged
+/// every 30 s while mining.
+fn spawn_maintenance(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut expiry = tokio::time::interval(Duration::from_secs(60));
+        let mut rate = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => break,
+                _ = expiry.tick() => {
+                    let n = node.clone();
+                    if let Ok(dropped) = tokio::task::spawn_blocking(move || n.expire_mempool()).await
+                        && dropped > 0
+                    {
+                        tracing::info!("{dropped} expired transfers left the mempool");
+                    }
+                }
+                _ = rate.tick() => {
+                    let hashrate = node.mining.meter.sample();
+                    ticks += 1;
+                    if ticks.is_multiple_of(30) && node.is_mining() && hashrate > 0 {
+                        tracing::info!(
+                            "mining on {} threads at {} (tip height {})",
+                            node.miner_threads(),
+                            format_rate(hashrate),
+                            node.tip().header.height
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `12.3 MH/s` style.
+pub fn format_rate(per_sec: u64) -> String {
+    let r = per_sec as f64;
+    if r >= 1e9 {
+        format!("{:.2} GH/s", r / 1e9)
+    } else if r >= 1e6 {
+        format!("{:.2} MH/s", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} kH/s", r / 1e3)
+    } else {
+        format!("{per_sec} H/s")
+    }
+}
