@@ -364,3 +364,53 @@ async fn new_heads_arrive_over_websocket_and_mining_starts_and_stops() {
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mempool_and_a_busy_sender_are_refused_with_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::ephemeral(dir.path().to_path_buf());
+    config.mempool.max_bytes = 2 * SIGNED_TRANSFER_BYTES;
+    config.mempool.max_per_sender = 2;
+    let node = service::launch(dev(), config).await.unwrap();
+    let rpc = http(&node.rpc_url());
+    let net = dev();
+    let id = net.params.chain_id;
+    let fee = net.params.min_fee.0;
+    let a = dev_accounts();
+    let to = a[5].address;
+    rpc.tx_submit(hex_of(&sign(&a[0].key, id, to, COIN, fee, 0)))
+        .await
+        .unwrap();
+    rpc.tx_submit(hex_of(&sign(&a[1].key, id, to, COIN, fee + 5, 0)))
+        .await
+        .unwrap();
+    assert_eq!(rpc.mempool_get_info().await.unwrap().min_fee, fee + 1);
+    let err = rpc
+        .tx_submit(hex_of(&sign(&a[2].key, id, to, COIN, fee, 0)))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), codes::MEMPOOL_FULL, "{err}");
+    // paying more evicts the cheapest
+    rpc.tx_submit(hex_of(&sign(&a[2].key, id, to, COIN, fee + 1, 0)))
+        .await
+        .unwrap();
+    assert_eq!(rpc.mempool_get_info().await.unwrap().count, 2);
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::ephemeral(dir2.path().to_path_buf());
+    config.mempool.max_per_sender = 2;
+    let node2 = service::launch(dev(), config).await.unwrap();
+    let rpc2 = http(&node2.rpc_url());
+    for n in 0..2 {
+        rpc2.tx_submit(hex_of(&sign(&a[0].key, id, to, COIN, fee, n)))
+            .await
+            .unwrap();
+    }
+    let err = rpc2
+        .tx_submit(hex_of(&sign(&a[0].key, id, to, COIN, fee, 2)))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), codes::TX_SENDER_LIMIT, "{err}");
+    node.stop().await;
+    node2.stop().await;
+}

@@ -149,7 +149,12 @@ impl Address {
         let t = s.trim();
         let checked = CheckedHrpstring::new::<Bech32m>(t).map_err(|e| AddressError::Malformed {
             input: s.to_string(),
-            reason: e.to_string(),
+            reason: match e {
+                bech32::primitives::decode::CheckedHrpstringError::Checksum(_) => {
+                    "its checksum does not match".to_string()
+                }
+                other => other.to_string(),
+            },
         })?;
         let bytes: Vec<u8> = checked.byte_iter().collect();
         if bytes.len() != ADDRESS_LEN {
