@@ -15,7 +15,10 @@ build:
 run:
 	$(CARGO) run --release -p cairn-node -- run --network dev --mine --datadir $(DATADIR)
 
+# The whole-system tests in tests/ run the real binaries: build them first
+# (cargo builds a package's binaries for its own integration tests only).
 test: fmt-check lint
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
 fmt:
