@@ -2,6 +2,7 @@
 #
 #   make run    a dev node that mines a block every few seconds (datadir ./data/dev)
 #   make test   formatting check, clippy with warnings denied, every test
+#   make testnet  a private testnet: 4 nodes on loopback, 2 mining (./data/testnet)
 #   make bench  benchmarks with their ratios (figures go in benches/README.md)
 
 CARGO ?= cargo
@@ -34,6 +35,10 @@ bench:
 	CAIRN_BENCH_REPORT_ONLY=1 $(CARGO) bench --bench consensus
 	$(CARGO) bench --bench mining
 	$(CARGO) bench --bench rpc_load
+	$(CARGO) bench --bench p2p
+
+testnet:
+	$(CARGO) run --release -p cairn-node -- testnet --nodes 4 --miners 2 --dir ./data/testnet
 
 clean:
 	$(CARGO) clean

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::mempool::MempoolConfig;
+use crate::p2p::P2pConfig;
 
 /// Default ports per network: RPC, then P2P.
 pub fn default_ports(network: &str) -> (u16, u16) {
@@ -109,6 +110,8 @@ pub struct NodeConfig {
     pub mempool: MempoolConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub p2p: P2pConfig,
 }
 
 impl NodeConfig {
@@ -126,6 +129,7 @@ impl NodeConfig {
             mining: MiningConfig::default(),
             mempool: MempoolConfig::default(),
             storage: StorageConfig::default(),
+            p2p: P2pConfig::default(),
         }
     }
 

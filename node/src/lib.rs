@@ -10,6 +10,7 @@
 //! - [`miner`]: the proof-of-work search on a dedicated rayon pool, templates.
 //! - [`index`]: transaction locations and address histories.
 //! - [`node`]: everything wired together, with the mining thread.
+//! - [`p2p`]: the peer-to-peer layer: gossip, headers-first sync, peers.
 //! - [`rpc`]: the JSON-RPC server.
 //! - [`config`]: configuration structs.
 //! - [`verify`]: parallel signature checks and the signature cache.
@@ -20,6 +21,7 @@ pub mod index;
 pub mod mempool;
 pub mod miner;
 pub mod node;
+pub mod p2p;
 pub mod rpc;
 pub mod service;
 pub mod store;

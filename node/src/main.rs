@@ -11,6 +11,8 @@ use cairn_node::service;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+mod testnet;
+
 #[derive(Parser)]
 #[command(
     name = "cairn-node",
@@ -30,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run a node.
     Run(RunArgs),
+    /// Start a private testnet of several nodes on this machine (or show its status).
+    Testnet(testnet::TestnetArgs),
 }
 
 #[derive(Args, Default)]
@@ -111,6 +115,7 @@ struct FileConfig {
     mining: Option<MiningConfig>,
     mempool: Option<MempoolConfig>,
     storage: Option<StorageConfig>,
+    p2p: Option<cairn_node::p2p::P2pConfig>,
 }
 
 /// `2s`, `500ms`, `1m`, or a number of seconds.
@@ -195,6 +200,7 @@ fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig)> {
     config.rpc = file.rpc.unwrap_or_default();
     config.mempool = file.mempool.unwrap_or_default();
     config.storage = file.storage.unwrap_or_default();
+    config.p2p = file.p2p.unwrap_or_default();
     config.mining = file.mining.unwrap_or_default();
     if args.mine {
         config.mining.enabled = true;
@@ -239,6 +245,10 @@ fn print_banner(network: &Network, running: &service::Running) {
     println!("  genesis   {}", network.genesis_hash);
     println!("  datadir   {}", node.config.datadir.display());
     println!("  JSON-RPC  {} (HTTP and WebSocket)", running.rpc_url());
+    match running.p2p_addr() {
+        Some(a) => println!("  P2P       {a}"),
+        None => println!("  P2P       disabled"),
+    }
     println!("  tip       height {} ({})", tip.header.height, tip.hash);
     if let Some(reason) = &running.report.rebuilt {
         println!(
@@ -346,11 +356,16 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => run(args).await,
+    let result = match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Testnet(t) => {
+            drop(runtime);
+            match t.action {
+                Some(testnet::TestnetAction::Status { dir, json }) => testnet::status(&dir, json),
+                None => testnet::start(t.start),
+            }
         }
-    });
+    };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -138,6 +138,8 @@ pub struct Node {
     shutting_down: AtomicBool,
     /// Number of connected peers, maintained by the P2P layer.
     pub peer_count: AtomicU64,
+    /// Sync progress while catching up with peers, maintained by the P2P layer.
+    sync: RwLock<Option<cairn_api::SyncProgress>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -234,6 +236,7 @@ impl Node {
             },
             shutting_down: AtomicBool::new(false),
             peer_count: AtomicU64::new(0),
+            sync: RwLock::new(None),
         });
         Ok((node, report))
     }
@@ -267,6 +270,15 @@ impl Node {
 
     pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Progress of the sync with peers; `None` when not behind.
+    pub fn sync_progress(&self) -> Option<cairn_api::SyncProgress> {
+        self.sync.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_sync_progress(&self, p: Option<cairn_api::SyncProgress>) {
+        *self.sync.write().unwrap_or_else(|p| p.into_inner()) = p;
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -354,6 +366,11 @@ impl Node {
                 if pool.insert(tx, id, acc, now).is_ok() {
                     self.sig_cache.insert(id);
                     back += 1;
+                    // peers may not have it any more: announce it again
+                    let _ = self.events.send(Event::TransferAccepted {
+                        id,
+                        from_peer: None,
+                    });
                 }
             }
             if back > 0 {

@@ -23,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::index::{self, Role};
 use crate::mempool::MempoolError;
 use crate::node::{Node, NodeError, SubmitError, header_view};
+use crate::p2p::P2pHandle;
 use crate::store::{ChainStore, StoreError};
 
 /// Most blocks one `mining_generate` call may ask for.
@@ -32,7 +33,10 @@ pub const MAX_HISTORY: u32 = 1_000;
 
 /// Starts the server on the configured address; returns its handle and the
 /// address it actually listens on.
-pub async fn start(node: Arc<Node>) -> std::io::Result<(ServerHandle, SocketAddr)> {
+pub async fn start(
+    node: Arc<Node>,
+    p2p: Option<P2pHandle>,
+) -> std::io::Result<(ServerHandle, SocketAddr)> {
     let cfg = &node.config.rpc;
     let config = ServerConfig::builder()
         .max_request_body_size(cfg.max_request_bytes)
@@ -46,13 +50,14 @@ pub async fn start(node: Arc<Node>) -> std::io::Result<(ServerHandle, SocketAddr
         .build(node.config.rpc_addr)
         .await?;
     let addr = server.local_addr()?;
-    let handle = server.start(RpcServer { node }.into_rpc());
+    let handle = server.start(RpcServer { node, p2p }.into_rpc());
     Ok((handle, addr))
 }
 
 /// The API implementation.
 pub struct RpcServer {
     pub node: Arc<Node>,
+    pub p2p: Option<P2pHandle>,
 }
 
 fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -78,6 +83,12 @@ fn address_error(e: AddressError) -> ErrorObjectOwned {
 }
 
 impl RpcServer {
+    fn p2p(&self) -> RpcResult<&P2pHandle> {
+        self.p2p
+            .as_ref()
+            .ok_or_else(|| error(codes::PEER_FAILED, "P2P is disabled on this node"))
+    }
+
     fn parse_address(&self, s: &str) -> RpcResult<Address> {
         Address::decode(s, &self.node.network.params.address_prefix).map_err(address_error)
     }
@@ -224,6 +235,14 @@ impl CairnApiServer for RpcServer {
         let n = &self.node;
         let tip = n.tip();
         let params = &n.network.params;
+        // the P2P layer refreshes the progress every tick; the tip may be newer
+        let sync = n
+            .sync_progress()
+            .filter(|s| s.target_height > tip.header.height.0 + 1)
+            .map(|s| cairn_api::SyncProgress {
+                height: tip.header.height.0,
+                ..s
+            });
         Ok(ChainInfo {
             network: n.network.name.clone(),
             chain_id: params.chain_id,
@@ -232,10 +251,10 @@ impl CairnApiServer for RpcServer {
             best_hash: tip.hash,
             total_work: tip.work,
             target: tip.header.target,
-            syncing: false,
+            syncing: sync.is_some(),
             peers: n.peer_count.load(std::sync::atomic::Ordering::Relaxed) as u32,
             address_prefix: params.address_prefix.to_string(),
-            sync: None,
+            sync,
         })
     }
 
@@ -516,15 +535,23 @@ impl CairnApiServer for RpcServer {
     }
 
     async fn net_get_peers(&self) -> RpcResult<Vec<PeerView>> {
-        Err(error(codes::PEER_FAILED, "this node runs without P2P"))
+        Ok(self.p2p()?.peers().await)
     }
 
-    async fn net_add_peer(&self, _address: String) -> RpcResult<()> {
-        Err(error(codes::PEER_FAILED, "this node runs without P2P"))
+    async fn net_add_peer(&self, address: String) -> RpcResult<()> {
+        cairn_genesis::check_host_port(&address)
+            .map_err(|e| error(jsonrpsee::types::error::INVALID_PARAMS_CODE, e))?;
+        self.p2p()?
+            .add_peer(address)
+            .await
+            .map_err(|e| error(codes::PEER_FAILED, e))
     }
 
-    async fn net_disconnect_peer(&self, _peer: PeerRef) -> RpcResult<()> {
-        Err(error(codes::PEER_FAILED, "this node runs without P2P"))
+    async fn net_disconnect_peer(&self, peer: PeerRef) -> RpcResult<()> {
+        self.p2p()?
+            .disconnect(peer)
+            .await
+            .map_err(|e| error(codes::PEER_FAILED, e))
     }
 
     async fn subscribe_new_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

@@ -19,6 +19,8 @@ pub struct Running {
     pub node: Arc<Node>,
     /// Where the JSON-RPC server listens (HTTP and WebSocket).
     pub rpc_addr: SocketAddr,
+    /// The P2P layer, unless disabled.
+    pub p2p: Option<crate::p2p::P2pHandle>,
     pub report: OpenReport,
     rpc: ServerHandle,
     stop_tasks: watch::Sender<bool>,
@@ -28,6 +30,11 @@ impl Running {
     /// `http://host:port` of the RPC server.
     pub fn rpc_url(&self) -> String {
         format!("http://{}", self.rpc_addr)
+    }
+
+    /// Where the node accepts peers, if P2P runs.
+    pub fn p2p_addr(&self) -> Option<SocketAddr> {
+        self.p2p.as_ref().map(|p| p.local_addr)
     }
 
     /// `ws://host:port` of the RPC server.
@@ -51,13 +58,32 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     let (node, report) = tokio::task::spawn_blocking(move || Node::open(network, config))
         .await?
         .with_context(|| format!("cannot open the node in {}", datadir.display()))?;
-    let (rpc, rpc_addr) = crate::rpc::start(node.clone()).await.with_context(|| {
+    let (stop_tasks, stopped) = watch::channel(false);
+    let p2p = if node.config.p2p.enabled {
+        let handle = crate::p2p::start(
+            node.clone(),
+            node.config.p2p_addr,
+            node.config.peers.clone(),
+            node.config.p2p.clone(),
+            stopped.clone(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for peers on {} (is the port in use? choose another with --p2p-addr)",
+                node.config.p2p_addr
+            )
+        })?;
+        Some(handle)
+    } else {
+        None
+    };
+    let (rpc, rpc_addr) = crate::rpc::start(node.clone(), p2p.clone()).await.with_context(|| {
         format!(
             "cannot start the JSON-RPC server on {} (is the port in use? choose another with --rpc-addr)",
             node.config.rpc_addr
         )
     })?;
-    let (stop_tasks, stopped) = watch::channel(false);
     spawn_maintenance(node.clone(), stopped);
     if node.config.mining.enabled {
         let n = node.clone();
@@ -68,6 +94,7 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     Ok(Running {
         node,
         rpc_addr,
+        p2p,
         report,
         rpc,
         stop_tasks,

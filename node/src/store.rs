@@ -158,6 +158,8 @@ pub trait ChainStore: Send + Sync {
     fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError>;
     /// Every index entry (read once at start-up).
     fn index_entries(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError>;
+    /// The index entry of one stored block.
+    fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError>;
     fn account(&self, address: &Address) -> Result<Account, StoreError>;
     /// Every non-empty account, in address order.
     fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError>;
@@ -291,6 +293,14 @@ impl ChainStore for SledStore {
             .collect()
     }
 
+    fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
+        let k = key(b'I', &hash.0);
+        match self.tree.get(&k)? {
+            None => Ok(None),
+            Some(v) => decode_index(&k, &v).map(|(_, e)| Some(e)),
+        }
+    }
+
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
         match self.tree.get(key(b'A', &address.0))? {
             None => Ok(Account::default()),
@@ -402,6 +412,13 @@ impl ChainStore for MemStore {
             .collect()
     }
 
+    fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
+        let k = key(b'I', &hash.0);
+        self.get(&k)
+            .map(|v| decode_index(&k, &v).map(|(_, e)| e))
+            .transpose()
+    }
+
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
         let k = key(b'A', &address.0);
         match self.get(&k) {
@@ -468,6 +485,9 @@ impl<T: ChainStore + ?Sized> ChainStore for std::sync::Arc<T> {
     }
     fn index_entries(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
         (**self).index_entries()
+    }
+    fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
+        (**self).index_entry(hash)
     }
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
         (**self).account(address)

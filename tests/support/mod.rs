@@ -14,6 +14,17 @@ use cairn_consensus::{Address, Amount, SignedTransfer, SigningKey, Transfer};
 use jsonrpsee::core::ClientError;
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 
+/// Prints the nodes' logs when `CAIRN_TEST_LOG` is set (to a filter such
+/// as `info` or `cairn_node::p2p=debug`).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("CAIRN_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A compiled binary of this workspace (`cargo test --workspace` builds them).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -100,6 +111,8 @@ where
 pub struct NodeProcess {
     pub child: Child,
     pub rpc_url: String,
+    /// Where it accepts peers (`host:port`), if P2P runs.
+    pub p2p_addr: Option<String>,
     pub datadir: PathBuf,
     pub stdout: Vec<String>,
 }
@@ -113,37 +126,52 @@ impl NodeProcess {
             .arg(datadir)
             .args(["--rpc-addr", "127.0.0.1:0", "--p2p-addr", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn cairn-node");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut stdout = Vec::new();
-        let rpc_url = loop {
+        let mut rpc_url = String::new();
+        let mut p2p_addr = None;
+        loop {
             match lines.next() {
                 Some(Ok(line)) => {
                     stdout.push(line.clone());
-                    if let Some(rest) = line.trim().strip_prefix("JSON-RPC") {
-                        break rest
+                    let t = line.trim();
+                    if let Some(rest) = t.strip_prefix("JSON-RPC") {
+                        rpc_url = rest
                             .split_whitespace()
                             .next()
                             .unwrap_or_default()
                             .to_string();
+                    } else if let Some(rest) = t.strip_prefix("P2P") {
+                        p2p_addr = rest
+                            .split_whitespace()
+                            .next()
+                            .filter(|a| *a != "disabled")
+                            .map(String::from);
+                    } else if t.starts_with("tip") {
+                        break;
                     }
                 }
                 other => {
                     let status = child.wait();
                     panic!(
-                        "cairn-node exited before printing its RPC address: {other:?}, {status:?}, output so far: {stdout:?}"
+                        "cairn-node exited before printing its banner: {other:?}, {status:?}, output so far: {stdout:?}"
                     );
                 }
             }
-        };
+        }
         // keep reading the rest of the banner in the background so the pipe never fills
         std::thread::spawn(move || for _ in lines {});
         NodeProcess {
             child,
             rpc_url,
+            p2p_addr,
             datadir: datadir.to_path_buf(),
             stdout,
         }
@@ -159,6 +187,15 @@ impl NodeProcess {
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let status = self.child.wait().expect("wait");
         status.code()
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig}");
     }
 
     /// SIGKILL.

@@ -1,0 +1,472 @@
+//! Several nodes on loopback: gossip, partitions that heal, restarts, and a
+//! hostile peer. Nodes run in-process with ports chosen by the OS; every
+//! wait polls with a deadline and prints every node's state on timeout.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_api::{CairnApiClient, PeerRef, TxStatus};
+use cairn_consensus::{Address, BlockHash, COIN, TxId};
+use cairn_genesis::{Network, dev_accounts};
+use cairn_node::config::NodeConfig;
+use cairn_node::p2p::message::{Hello, Message, PROTOCOL_VERSION};
+use cairn_node::service::{self, Running};
+use futures_util::{SinkExt, StreamExt};
+use jsonrpsee_http_client::HttpClient;
+use support::*;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+fn dev() -> Network {
+    Network::builtin("dev").unwrap()
+}
+
+fn text(a: &Address) -> String {
+    a.encode(&dev().params.address_prefix)
+}
+
+fn config(dir: &Path, peers: Vec<String>) -> NodeConfig {
+    let mut c = NodeConfig::ephemeral(dir.to_path_buf());
+    c.peers = peers;
+    c.p2p.request_timeout_ms = 3_000;
+    c.p2p.ping_interval_ms = 1_000;
+    c.p2p.ping_timeout_ms = 5_000;
+    c
+}
+
+async fn start(dir: &Path, peers: Vec<String>) -> Running {
+    init_logs();
+    service::launch(dev(), config(dir, peers))
+        .await
+        .expect("node starts")
+}
+
+fn p2p(r: &Running) -> String {
+    r.p2p_addr().expect("p2p runs").to_string()
+}
+
+/// Every node's tip, peers and mempool, for timeout messages.
+async fn describe(rpcs: &[HttpClient]) -> String {
+    let mut out = String::new();
+    for (i, rpc) in rpcs.iter().enumerate() {
+        let info = rpc.chain_get_info().await;
+        let peers = rpc.net_get_peers().await;
+        let pool = rpc.mempool_get_info().await;
+        out.push_str(&format!(
+            "node {i}: {} | peers {} | mempool {}\n",
+            info.map(|i| format!("height {} tip {}", i.height, i.best_hash))
+                .unwrap_or_else(|e| e.to_string()),
+            peers
+                .map(|p| p
+                    .iter()
+                    .map(|x| format!("{}@{}", x.address, x.height))
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_else(|e| e.to_string()),
+            pool.map(|p| p.count.to_string())
+                .unwrap_or_else(|e| e.to_string()),
+        ));
+    }
+    out
+}
+
+/// Waits until `check` holds for every node.
+async fn wait_all<F, Fut>(what: &str, rpcs: &[HttpClient], timeout: Duration, check: F)
+where
+    F: Fn(HttpClient) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for(
+        what,
+        timeout,
+        || {
+            let futs: Vec<_> = rpcs.iter().map(|r| check(r.clone())).collect();
+            async move {
+                for f in futs {
+                    if !f.await {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+        || describe(rpcs),
+    )
+    .await
+}
+
+async fn tip(rpc: &HttpClient) -> Option<BlockHash> {
+    rpc.chain_get_info().await.ok().map(|i| i.best_hash)
+}
+
+async fn status(rpc: &HttpClient, id: TxId) -> Option<TxStatus> {
+    rpc.chain_get_transaction(id).await.ok().map(|t| t.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_reaches_every_mempool_of_five_and_is_mined() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Running> = Vec::new();
+    for i in 0..5 {
+        let peers = nodes.last().map(|n| vec![p2p(n)]).unwrap_or_default();
+        nodes.push(start(&dir.path().join(format!("n{i}")), peers).await);
+    }
+    let rpcs: Vec<HttpClient> = nodes.iter().map(|n| http(&n.rpc_url())).collect();
+    wait_all(
+        "every node to have a peer",
+        &rpcs,
+        Duration::from_secs(30),
+        |r| async move {
+            r.net_get_peers()
+                .await
+                .map(|p| !p.is_empty())
+                .unwrap_or(false)
+        },
+    )
+    .await;
+
+    let a = dev_accounts();
+    let tx = sign(
+        &a[0].key,
+        dev().params.chain_id,
+        a[7].address,
+        3 * COIN,
+        1000,
+        0,
+    );
+    let id = rpcs[0].tx_submit(hex_of(&tx)).await.unwrap();
+    wait_all(
+        "the transfer in every mempool",
+        &rpcs,
+        Duration::from_secs(30),
+        |r| async move { status(&r, id).await == Some(TxStatus::Pending) },
+    )
+    .await;
+
+    let mined = rpcs[4]
+        .mining_generate(1, text(&a[9].address))
+        .await
+        .unwrap()[0];
+    wait_all(
+        "every node on the new block with the transfer confirmed",
+        &rpcs,
+        Duration::from_secs(30),
+        |r| async move {
+            tip(&r).await == Some(mined) && status(&r, id).await == Some(TxStatus::Confirmed)
+        },
+    )
+    .await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_heals_onto_the_branch_with_more_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let a0 = start(&dir.path().join("a0"), vec![]).await;
+    let a1 = start(&dir.path().join("a1"), vec![p2p(&a0)]).await;
+    let b0 = start(&dir.path().join("b0"), vec![]).await;
+    let b1 = start(&dir.path().join("b1"), vec![p2p(&b0)]).await;
+    let all: Vec<HttpClient> = [&a0, &a1, &b0, &b1]
+        .iter()
+        .map(|n| http(&n.rpc_url()))
+        .collect();
+    let (ga, gb) = (&all[..2], &all[2..]);
+    wait_all(
+        "each group connected",
+        &all,
+        Duration::from_secs(30),
+        |r| async move {
+            r.net_get_peers()
+                .await
+                .map(|p| p.len() == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+
+    let acc = dev_accounts();
+    let chain_id = dev().params.chain_id;
+    // group A mines 3 blocks holding ta; group B mines 5 holding tb
+    let ta = rpcs_submit(
+        &ga[0],
+        &sign(&acc[0].key, chain_id, acc[5].address, COIN, 1000, 0),
+    )
+    .await;
+    let tb = rpcs_submit(
+        &gb[0],
+        &sign(&acc[1].key, chain_id, acc[6].address, COIN, 1000, 0),
+    )
+    .await;
+    let a_tip = *ga[0]
+        .mining_generate(3, text(&acc[2].address))
+        .await
+        .unwrap()
+        .last()
+        .unwrap();
+    let b_tip = *gb[0]
+        .mining_generate(5, text(&acc[3].address))
+        .await
+        .unwrap()
+        .last()
+        .unwrap();
+    wait_all(
+        "group A on its branch",
+        ga,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(a_tip) },
+    )
+    .await;
+    wait_all(
+        "group B on its branch",
+        gb,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(b_tip) },
+    )
+    .await;
+    assert_eq!(status(&ga[1], ta).await, Some(TxStatus::Confirmed));
+
+    // heal
+    ga[0].net_add_peer(p2p(&b0)).await.unwrap();
+    wait_all(
+        "every node on the heavier branch",
+        &all,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(b_tip) },
+    )
+    .await;
+    // ta was only in the losing branch: it is pending again everywhere, then mined
+    wait_all(
+        "the losing branch's transfer back in every mempool",
+        &all,
+        Duration::from_secs(30),
+        |r| async move { status(&r, ta).await == Some(TxStatus::Pending) },
+    )
+    .await;
+    assert_eq!(status(&all[0], tb).await, Some(TxStatus::Confirmed));
+    let next = all[3]
+        .mining_generate(1, text(&acc[4].address))
+        .await
+        .unwrap()[0];
+    wait_all(
+        "the returned transfer mined on every node",
+        &all,
+        Duration::from_secs(30),
+        |r| async move {
+            tip(&r).await == Some(next) && status(&r, ta).await == Some(TxStatus::Confirmed)
+        },
+    )
+    .await;
+    for n in [a0, a1, b0, b1] {
+        n.stop().await;
+    }
+}
+
+async fn rpcs_submit(rpc: &HttpClient, tx: &cairn_consensus::SignedTransfer) -> TxId {
+    rpc.tx_submit(hex_of(tx)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_rejoins_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let n0 = start(&dir.path().join("n0"), vec![]).await;
+    let n1 = start(&dir.path().join("n1"), vec![p2p(&n0)]).await;
+    let r0 = http(&n0.rpc_url());
+    let miner = text(&dev_accounts()[1].address);
+    let first = *r0
+        .mining_generate(10, miner.clone())
+        .await
+        .unwrap()
+        .last()
+        .unwrap();
+    let rpcs = vec![r0.clone(), http(&n1.rpc_url())];
+    wait_all(
+        "both at height 10",
+        &rpcs,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(first) },
+    )
+    .await;
+
+    n1.stop().await;
+    let later = *r0.mining_generate(25, miner).await.unwrap().last().unwrap();
+    let n1 = start(&dir.path().join("n1"), vec![p2p(&n0)]).await;
+    let rpcs = vec![r0, http(&n1.rpc_url())];
+    assert_eq!(
+        rpcs[1].chain_get_info().await.unwrap().height,
+        10,
+        "kept its chain"
+    );
+    wait_all(
+        "the restarted node caught up",
+        &rpcs,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(later) },
+    )
+    .await;
+    n0.stop().await;
+    n1.stop().await;
+}
+
+fn framed(stream: tokio::net::TcpStream) -> Framed<tokio::net::TcpStream, LengthDelimitedCodec> {
+    Framed::new(
+        stream,
+        LengthDelimitedCodec::builder()
+            .max_frame_length(64 << 20)
+            .new_codec(),
+    )
+}
+
+/// Whether the node closed the connection within `timeout`.
+async fn closed(
+    f: &mut Framed<tokio::net::TcpStream, LengthDelimitedCodec>,
+    timeout: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, f.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+fn hello(genesis: BlockHash) -> Hello {
+    Hello {
+        protocol_version: PROTOCOL_VERSION,
+        network: "dev".into(),
+        genesis,
+        best_height: 0,
+        best_hash: genesis,
+        best_work: Default::default(),
+        listen_port: None,
+        node_nonce: rand::random(),
+        user_agent: "hostile-test".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir.path().join("victim"), vec![]);
+    cfg.p2p.rate_per_sec = 200;
+    cfg.p2p.rate_burst = 400;
+    let victim = service::launch(dev(), cfg).await.unwrap();
+    let friend = start(&dir.path().join("friend"), vec![p2p(&victim)]).await;
+    let addr = victim.p2p_addr().unwrap();
+    let rpcs = vec![http(&victim.rpc_url()), http(&friend.rpc_url())];
+    let genesis = dev().genesis_hash;
+    let wait = Duration::from_secs(10);
+
+    // an oversized frame before the handshake
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    s.write_all(&(50u32 << 20).to_be_bytes()).await.unwrap();
+    let mut f = framed(s);
+    assert!(
+        closed(&mut f, wait).await,
+        "oversized frame: connection closed"
+    );
+
+    // garbage in a well-formed frame
+    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap());
+    f.send(Bytes::from(vec![0xee; 100])).await.unwrap();
+    assert!(closed(&mut f, wait).await, "garbage: connection closed");
+
+    // a handshake from another network: refused, naming both genesis hashes
+    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap());
+    f.send(Bytes::from(
+        Message::Hello(hello(BlockHash([7; 32]))).encode(),
+    ))
+    .await
+    .unwrap();
+    let mut reason = None;
+    while let Some(Ok(frame)) = tokio::time::timeout(wait, f.next()).await.ok().flatten() {
+        if let Ok(Message::Reject(r)) = Message::decode(&frame) {
+            reason = Some(r);
+        }
+    }
+    let reason = reason.expect("a reject message");
+    assert!(
+        reason.contains(&"07".repeat(32)) && reason.contains(&genesis.to_hex()),
+        "{reason}"
+    );
+
+    // a proper handshake, then a block with bad proof of work: disconnected and banned
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut f = framed(socket.connect(addr).await.unwrap());
+    f.send(Bytes::from(Message::Hello(hello(genesis)).encode()))
+        .await
+        .unwrap();
+    let _their_hello = tokio::time::timeout(wait, f.next()).await.unwrap();
+    let mut block = dev().genesis.clone();
+    block.header.parent = genesis;
+    block.header.height = cairn_consensus::Height(1);
+    block.header.time_ms += 1000;
+    // find a nonce that fails the target
+    while block.header.target.is_met_by(&block.header.hash()) {
+        block.header.nonce += 1;
+    }
+    f.send(Bytes::from(Message::Block(Box::new(block)).encode()))
+        .await
+        .unwrap();
+    assert!(
+        closed(&mut f, wait).await,
+        "bad proof of work: connection closed"
+    );
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(local).unwrap();
+    if let Ok(stream) = socket.connect(addr).await {
+        let mut f = framed(stream);
+        let _ = f
+            .send(Bytes::from(Message::Hello(hello(genesis)).encode()))
+            .await;
+        assert!(closed(&mut f, wait).await, "the banned address is refused");
+    }
+
+    // a flood of pings after a proper handshake
+    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap());
+    f.send(Bytes::from(Message::Hello(hello(genesis)).encode()))
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(wait, f.next()).await.unwrap();
+    for i in 0..5_000u64 {
+        if f.send(Bytes::from(Message::Ping(i).encode()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert!(closed(&mut f, wait).await, "flood: connection closed");
+
+    // meanwhile the honest peer is still served
+    let mined = rpcs[0]
+        .mining_generate(2, text(&dev_accounts()[1].address))
+        .await
+        .unwrap()[1];
+    wait_all(
+        "the honest peer still follows the victim",
+        &rpcs,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(mined) },
+    )
+    .await;
+    let peers = rpcs[0].net_get_peers().await.unwrap();
+    assert_eq!(peers.len(), 1, "only the honest peer remains: {peers:?}");
+    let err = rpcs[0]
+        .net_disconnect_peer(PeerRef::Id(999_999))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), cairn_api::codes::PEER_FAILED);
+    victim.stop().await;
+    friend.stop().await;
+}
