@@ -304,6 +304,45 @@ fn format_ms(ms: u64) -> String {
     }
 }
 
+/// A progress bar on the terminal while the node syncs with its peers.
+fn spawn_sync_bar(node: std::sync::Arc<cairn_node::node::Node>) {
+    tokio::spawn(async move {
+        let mut bar: Option<indicatif::ProgressBar> = None;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let height = node.tip().header.height.0;
+            match node
+                .sync_progress()
+                .filter(|p| p.target_height > height + 1)
+            {
+                Some(p) => {
+                    let b = bar.get_or_insert_with(|| {
+                        let b = indicatif::ProgressBar::new(p.target_height);
+                        b.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "syncing {bar:40} {pos}/{len} blocks  {msg}",
+                            )
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        );
+                        b
+                    });
+                    b.set_length(p.target_height);
+                    b.set_position(height);
+                    b.set_message(match p.eta_secs {
+                        Some(eta) => format!("{} blocks/s, about {eta} s left", p.blocks_per_sec),
+                        None => format!("{} blocks/s", p.blocks_per_sec),
+                    });
+                }
+                None => {
+                    if let Some(b) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                }
+            }
+        }
+    });
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -331,6 +370,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (network, config) = build_config(args)?;
     let running = service::launch(network.clone(), config).await?;
     print_banner(&network, &running);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        spawn_sync_bar(running.node.clone());
+    }
     tracing::info!("node started; press Ctrl-C to stop");
     shutdown_signal().await;
     tracing::info!("shutting down: stopping the miner and the RPC server, flushing the store");

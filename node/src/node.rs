@@ -302,12 +302,14 @@ impl Node {
         let mut chain = lock(&self.chain);
         let old_tip = chain.tip_hash();
         let mut results = Vec::with_capacity(blocks.len());
+        // while syncing, progress lines replace the per-block lines
+        let quiet = self.sync_progress().is_some();
         for block in blocks {
             let height = block.header.height.0;
             let transfers = block.transfers.len();
             let started = Instant::now();
             let r = chain.process_block_unflushed(block, now_ms());
-            log_processed(&r, height, transfers, started.elapsed(), source);
+            log_processed(&r, height, transfers, started.elapsed(), source, quiet);
             results.push(r);
         }
         if let Err(e) = chain.flush() {
@@ -496,7 +498,14 @@ impl Node {
             let (height, transfers) = (block.header.height.0, block.transfers.len());
             let started = Instant::now();
             let r = chain.process_block_unflushed(block, now_ms());
-            log_processed(&r, height, transfers, started.elapsed(), Source::Miner);
+            log_processed(
+                &r,
+                height,
+                transfers,
+                started.elapsed(),
+                Source::Miner,
+                false,
+            );
             match r {
                 Ok(p) => {
                     hashes.push(p.hash);
@@ -697,10 +706,15 @@ fn log_processed(
     transfers: usize,
     took: Duration,
     source: Source,
+    quiet: bool,
 ) {
     let ms = took.as_secs_f64() * 1000.0;
     match r {
         Ok(p) => match p.outcome {
+            Outcome::Connected if quiet => tracing::debug!(
+                "block {height} {} accepted: {transfers} transfers, validated in {ms:.1} ms ({source})",
+                short(&p.hash)
+            ),
             Outcome::Connected => tracing::info!(
                 "block {height} {} accepted: {transfers} transfers, validated in {ms:.1} ms ({source})",
                 short(&p.hash)
