@@ -16,35 +16,20 @@ use std::time::{Duration, Instant};
 
 use cairn_api::CairnApiClient;
 use cairn_consensus::transfer::public_key;
-use cairn_consensus::{Address, Amount, COIN, SignedTransfer, SigningKey, Transfer};
+use cairn_consensus::{Address, COIN, SignedTransfer, SigningKey};
 use cairn_genesis::{Network, dev_accounts};
 use cairn_node::config::NodeConfig;
 use cairn_node::service;
 use jsonrpsee_http_client::HttpClientBuilder;
 use rayon::prelude::*;
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::sign as transfer;
+
 const SENDERS: u64 = 2_000;
 const PER_SENDER: u64 = 10;
 const CONNECTIONS: usize = 16;
-
-fn transfer(
-    key: &SigningKey,
-    chain_id: u64,
-    to: Address,
-    amount: u64,
-    fee: u64,
-    nonce: u64,
-) -> SignedTransfer {
-    Transfer {
-        chain_id,
-        from: public_key(key),
-        to,
-        amount: Amount(amount),
-        fee: Amount(fee),
-        nonce,
-    }
-    .sign(key)
-}
 
 fn sender_key(i: u64) -> SigningKey {
     let mut seed = [7u8; 32];

@@ -1,5 +1,5 @@
 //! A late joiner syncs a few thousand blocks with transfers from two peer
-//! processes, one of which stalls (SIGSTOP) a third of the way through.
+//! processes, one of which stalls (SIGSTOP) halfway through.
 
 mod support;
 
@@ -96,11 +96,11 @@ async fn a_late_joiner_syncs_from_two_peers_while_one_stalls() {
     );
     let rc = c.client();
     wait_for(
-        "the joiner a third of the way",
+        "the joiner halfway",
         Duration::from_secs(60),
         || {
             let rc = rc.clone();
-            async move { (rc.chain_get_info().await.ok()?.height >= 1000).then_some(()) }
+            async move { (rc.chain_get_info().await.ok()?.height >= 1500).then_some(()) }
         },
         || async { "the joiner did not start syncing".to_string() },
     )

@@ -132,6 +132,8 @@ pub struct OpenReport {
     /// Why the state was rebuilt from blocks, if it was.
     pub rebuilt: Option<String>,
     pub blocks_replayed: u64,
+    /// Anything else the operator should know about the store.
+    pub notice: Option<String>,
 }
 
 /// Blocks whose parent is unknown, bounded by count and bytes (oldest evicted).

@@ -250,6 +250,9 @@ fn print_banner(network: &Network, running: &service::Running) {
         None => println!("  P2P       disabled"),
     }
     println!("  tip       height {} ({})", tip.header.height, tip.hash);
+    if let Some(notice) = &running.report.notice {
+        println!("  WARNING   {notice}");
+    }
     if let Some(reason) = &running.report.rebuilt {
         println!(
             "  state     rebuilt from {} stored blocks: {reason}",

@@ -167,6 +167,7 @@ impl Node {
         network: Network,
         config: NodeConfig,
     ) -> Result<(Arc<Node>, OpenReport), NodeError> {
+        let had_data = std::fs::metadata(config.datadir.join("db")).is_ok_and(|m| m.len() > 0);
         let store = Arc::new(SledStore::open(
             &config.datadir,
             config.storage.cache_bytes,
@@ -179,6 +180,14 @@ impl Node {
             move |txs: &[SignedTransfer]| cache.verify(txs),
             ChainConfig::default(),
         )?;
+        if report.created && had_data {
+            let msg = format!(
+                "the database in {} existed but held no chain: it was damaged and nothing could be recovered; a new chain was started from genesis (blocks will be fetched again from peers)",
+                config.datadir.display()
+            );
+            tracing::warn!("{msg}");
+            report.notice = Some(msg);
+        }
         if config.reindex && report.rebuilt.is_none() {
             tracing::info!("--reindex: rebuilding the state from the stored blocks");
             report.blocks_replayed = chain.rebuild_state()?;

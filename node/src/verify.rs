@@ -7,10 +7,16 @@ use rayon::prelude::*;
 /// global pool. On failure reports the lowest failing index, so the error
 /// is the same as a sequential check would give.
 pub fn verify_signatures(transfers: &[SignedTransfer]) -> Result<(), BlockError> {
-    let failed = transfers
+    let all: Vec<usize> = (0..transfers.len()).collect();
+    verify_some(transfers, &all)
+}
+
+/// Checks the signatures of `transfers[i]` for each `i` in `indices`, in
+/// parallel; reports the lowest failing index.
+fn verify_some(transfers: &[SignedTransfer], indices: &[usize]) -> Result<(), BlockError> {
+    let failed = indices
         .par_iter()
-        .enumerate()
-        .filter_map(|(i, tx)| tx.verify_signature().err().map(|e| (i, e)))
+        .filter_map(|&i| transfers[i].verify_signature().err().map(|e| (i, e)))
         .min_by_key(|(i, _)| *i);
     match failed {
         None => Ok(()),
@@ -78,17 +84,6 @@ impl SigCache {
                 .map(|(i, _)| i)
                 .collect()
         };
-        let failed = unverified
-            .par_iter()
-            .filter_map(|&i| transfers[i].verify_signature().err().map(|e| (i, e)))
-            .min_by_key(|(i, _)| *i);
-        match failed {
-            None => Ok(()),
-            Some((index, error)) => Err(BlockError::Transfer {
-                index,
-                txid: transfers[index].id(),
-                error,
-            }),
-        }
+        verify_some(transfers, &unverified)
     }
 }
