@@ -346,7 +346,8 @@ impl<S: ChainStore> Chain<S> {
             batch.set_account(*a, *acc);
         }
         batch.push(Op::PutHeight(Height::GENESIS, self.genesis_hash));
-        batch.set_tip(self.genesis_hash);
+        batch.set_tip(self.genesis_hash, Height::GENESIS);
+        batch.checkpoint = true;
     }
 
     fn load_index(&mut self) -> Result<(), ChainError> {
@@ -838,7 +839,7 @@ impl<S: ChainStore> Chain<S> {
             batch.set_account(c.address, c.after);
         }
         batch.push(Op::PutHeight(block.header.height, hash));
-        batch.set_tip(hash);
+        batch.set_tip(hash, block.header.height);
         batch.push(Op::PutUndo(
             hash,
             UndoRecord {
@@ -873,7 +874,7 @@ impl<S: ChainStore> Chain<S> {
         }
         batch.push(Op::DeleteUndo(hash));
         batch.push(Op::DeleteHeight(entry.header.height));
-        batch.set_tip(entry.header.parent);
+        batch.set_tip(entry.header.parent, Height(entry.header.height.0 - 1));
         self.store.commit(batch)?;
         self.main.pop();
         Ok(())

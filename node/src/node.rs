@@ -685,6 +685,11 @@ impl Node {
     pub fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.stop_mining();
+        // fold the in-memory account changes so the next start has nothing to replay
+        let _chain = lock(&self.chain);
+        if let Err(e) = self.store.checkpoint() {
+            tracing::error!("writing the state checkpoint at shutdown failed: {e}");
+        }
         if let Err(e) = self.store.flush() {
             tracing::error!("flushing the store at shutdown failed: {e}");
         }

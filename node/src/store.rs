@@ -14,15 +14,30 @@
 //! | `U` | block hash | [`UndoRecord`] of a connected block |
 //! | `H` | height (big-endian) | hash of the main-chain block at that height |
 //!
+//! # Accounts: a base table and a write-back overlay
+//! The sled store does not rewrite every touched account on every block.
+//! The `A` table holds the accounts as of a *checkpoint* block (meta key
+//! `checkpoint`); the accounts changed since are kept in memory (the
+//! overlay), and every block's changes are durable in its undo record
+//! (which holds each touched account before and after), committed
+//! atomically with the height and the tip. At start-up the overlay is
+//! rebuilt by replaying the undo records of the best chain above the
+//! checkpoint. The overlay is folded into the table (one atomic batch that
+//! also moves the checkpoint) when it grows past [`MAX_OVERLAY_ACCOUNTS`],
+//! every [`MAX_BLOCKS_PER_CHECKPOINT`] blocks, when a disconnect goes below
+//! the checkpoint, and at shutdown. This is the write-back cache of
+//! Bitcoin's chainstate, with the undo records as the journal: a block
+//! commit writes a handful of keys whatever it touches.
+//!
 //! # Correctness
 //! A commit is atomic but not durable until [`ChainStore::flush`] returns;
 //! the chain manager flushes before it reports a block accepted. Every value
 //! read back is decoded with its size bound, and a value that does not decode
 //! is reported as [`StoreError::Corrupt`], never trusted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use cairn_consensus::block::HEADER_BYTES;
@@ -36,6 +51,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 const MAX_STORED_BLOCK: usize = 64 << 20;
 /// Largest undo record read back.
 const MAX_STORED_UNDO: usize = 256 << 20;
+/// The overlay is folded into the account table beyond this many accounts.
+pub const MAX_OVERLAY_ACCOUNTS: usize = 200_000;
+/// ... or this many blocks after the checkpoint.
+pub const MAX_BLOCKS_PER_CHECKPOINT: u64 = 10_000;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +117,8 @@ pub enum Meta {
     Schema,
     Genesis,
     Tip,
+    /// Height and hash of the block the account table reflects.
+    Checkpoint,
 }
 
 impl Meta {
@@ -106,6 +127,7 @@ impl Meta {
             Meta::Schema => b"schema",
             Meta::Genesis => b"genesis",
             Meta::Tip => b"tip",
+            Meta::Checkpoint => b"checkpoint",
         }
     }
 }
@@ -130,6 +152,10 @@ pub enum Op {
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     pub ops: Vec<Op>,
+    /// The tip this batch moves to, with its height.
+    pub tip: Option<(BlockHash, Height)>,
+    /// Fold every pending account change into the account table.
+    pub checkpoint: bool,
 }
 
 impl Batch {
@@ -146,8 +172,10 @@ impl Batch {
         }
     }
 
-    pub fn set_tip(&mut self, hash: BlockHash) {
+    /// Moves the tip to `hash` at `height`.
+    pub fn set_tip(&mut self, hash: BlockHash, height: Height) {
         self.ops.push(Op::PutMeta(Meta::Tip, hash.0.to_vec()));
+        self.tip = Some((hash, height));
     }
 }
 
@@ -234,10 +262,20 @@ fn decode_hash(what: &str, v: &[u8]) -> Result<BlockHash, StoreError> {
         .map_err(|_| corrupt(what, format!("{} bytes, expected 32", v.len())))
 }
 
+/// Accounts changed after the checkpoint, see the module docs.
+#[derive(Default)]
+struct Overlay {
+    /// Latest value of each changed account (empty means deleted).
+    accounts: HashMap<Address, Account>,
+    checkpoint: Option<Height>,
+    tip: Option<(BlockHash, Height)>,
+}
+
 /// The sled implementation.
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    overlay: RwLock<Overlay>,
 }
 
 impl SledStore {
@@ -257,7 +295,114 @@ impl SledStore {
                 other => StoreError::from(other),
             })?;
         let tree = db.open_tree("chain")?;
-        Ok(SledStore { db, tree })
+        let store = SledStore {
+            db,
+            tree,
+            overlay: RwLock::new(Overlay::default()),
+        };
+        store.recover_overlay()?;
+        Ok(store)
+    }
+
+    fn overlay_read(&self) -> std::sync::RwLockReadGuard<'_, Overlay> {
+        self.overlay.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn overlay_write(&self) -> std::sync::RwLockWriteGuard<'_, Overlay> {
+        self.overlay.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rebuilds the overlay from the undo records of the best chain above
+    /// the checkpoint. Stops quietly at a missing or corrupt record: the
+    /// chain's start-up check then finds the state wrong and rebuilds it.
+    fn recover_overlay(&self) -> Result<(), StoreError> {
+        let mut ov = self.overlay_write();
+        *ov = Overlay::default();
+        let checkpoint = match self.tree.get(key(b'M', Meta::Checkpoint.name()))? {
+            Some(v) if v.len() == 40 => {
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&v[..8]);
+                Height(u64::from_le_bytes(h))
+            }
+            _ => return Ok(()),
+        };
+        ov.checkpoint = Some(checkpoint);
+        let Some(tip) = self
+            .tree
+            .get(key(b'M', Meta::Tip.name()))?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok())
+            .map(BlockHash)
+        else {
+            return Ok(());
+        };
+        let Ok(Some(tip_entry)) = self.index_entry(&tip) else {
+            return Ok(());
+        };
+        let tip_height = tip_entry.header.height;
+        ov.tip = Some((tip, tip_height));
+        let mut replayed = 0u64;
+        for h in checkpoint.0.saturating_add(1)..=tip_height.0 {
+            let Ok(Some(hash)) = self.hash_at(Height(h)) else {
+                break;
+            };
+            let Ok(Some(undo)) = self.undo(&hash) else {
+                break;
+            };
+            for c in undo.changes {
+                ov.accounts.insert(c.address, c.after);
+            }
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!("replayed {replayed} blocks since the last state checkpoint");
+        }
+        Ok(())
+    }
+
+    fn base_account(&self, address: &Address) -> Result<Account, StoreError> {
+        match self.tree.get(key(b'A', &address.0))? {
+            None => Ok(Account::default()),
+            Some(v) => decode_account(&key(b'A', &address.0), &v).map(|(_, a)| a),
+        }
+    }
+
+    /// Folds the pending account changes into the account table now.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut ov = self.overlay_write();
+        let Some((hash, height)) = ov.tip else {
+            return Ok(());
+        };
+        let mut b = sled::Batch::default();
+        write_accounts(&mut b, ov.accounts.drain());
+        b.insert(
+            key(b'M', Meta::Checkpoint.name()),
+            checkpoint_value(hash, height),
+        );
+        self.tree.apply_batch(b)?;
+        ov.checkpoint = Some(height);
+        Ok(())
+    }
+
+    /// Accounts waiting in memory for the next checkpoint.
+    pub fn pending_accounts(&self) -> usize {
+        self.overlay_read().accounts.len()
+    }
+}
+
+fn checkpoint_value(hash: BlockHash, height: Height) -> Vec<u8> {
+    let mut v = height.0.to_le_bytes().to_vec();
+    v.extend_from_slice(&hash.0);
+    v
+}
+
+fn write_accounts(b: &mut sled::Batch, accounts: impl Iterator<Item = (Address, Account)>) {
+    for (a, acc) in accounts {
+        let k = key(b'A', &a.0);
+        if acc.is_empty() {
+            b.remove(k);
+        } else {
+            b.insert(k, encoding::encode(&acc));
+        }
     }
 }
 
@@ -302,20 +447,31 @@ impl ChainStore for SledStore {
     }
 
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
-        match self.tree.get(key(b'A', &address.0))? {
-            None => Ok(Account::default()),
-            Some(v) => decode_account(&key(b'A', &address.0), &v).map(|(_, a)| a),
+        let ov = self.overlay_read();
+        match ov.accounts.get(address) {
+            Some(a) => Ok(*a),
+            None => self.base_account(address),
         }
     }
 
     fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
-        self.tree
+        let ov = self.overlay_read();
+        let mut all: BTreeMap<Address, Account> = self
+            .tree
             .scan_prefix([b'A'])
             .map(|r| {
                 let (k, v) = r?;
                 decode_account(&k, &v)
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        for (a, acc) in &ov.accounts {
+            if acc.is_empty() {
+                all.remove(a);
+            } else {
+                all.insert(*a, *acc);
+            }
+        }
+        Ok(all.into_iter().collect())
     }
 
     fn undo(&self, hash: &BlockHash) -> Result<Option<UndoRecord>, StoreError> {
@@ -335,14 +491,49 @@ impl ChainStore for SledStore {
     }
 
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut ov = self.overlay_write();
+        let mut accounts: Vec<(Address, Account)> = Vec::new();
         let mut b = sled::Batch::default();
         for op in batch.ops {
-            match encode_op(op) {
-                (k, Some(v)) => b.insert(k, v),
-                (k, None) => b.remove(k),
+            match op {
+                Op::PutAccount(a, acc) => accounts.push((a, acc)),
+                Op::DeleteAccount(a) => accounts.push((a, Account::default())),
+                other => match encode_op(other) {
+                    (k, Some(v)) => b.insert(k, v),
+                    (k, None) => b.remove(k),
+                },
             }
         }
-        self.tree.apply_batch(b)?;
+        let Some((hash, height)) = batch.tip else {
+            // no tip move: a direct write to the table (repairs, tests)
+            for (a, _) in &accounts {
+                ov.accounts.remove(a);
+            }
+            write_accounts(&mut b, accounts.into_iter());
+            self.tree.apply_batch(b)?;
+            return Ok(());
+        };
+        let fold = batch.checkpoint
+            || ov.checkpoint.is_none_or(|c| height < c)
+            || ov.accounts.len() + accounts.len() > MAX_OVERLAY_ACCOUNTS
+            || ov
+                .checkpoint
+                .is_some_and(|c| height.0.saturating_sub(c.0) >= MAX_BLOCKS_PER_CHECKPOINT);
+        if fold {
+            let mut merged: HashMap<Address, Account> = ov.accounts.drain().collect();
+            merged.extend(accounts);
+            write_accounts(&mut b, merged.into_iter());
+            b.insert(
+                key(b'M', Meta::Checkpoint.name()),
+                checkpoint_value(hash, height),
+            );
+            self.tree.apply_batch(b)?;
+            ov.checkpoint = Some(height);
+        } else {
+            self.tree.apply_batch(b)?;
+            ov.accounts.extend(accounts);
+        }
+        ov.tip = Some((hash, height));
         Ok(())
     }
 
@@ -352,6 +543,8 @@ impl ChainStore for SledStore {
     }
 
     fn clear_state(&self) -> Result<(), StoreError> {
+        let mut ov = self.overlay_write();
+        *ov = Overlay::default();
         for prefix in [b'A', b'U', b'H'] {
             let mut b = sled::Batch::default();
             for r in self.tree.scan_prefix([prefix]).keys() {
@@ -360,6 +553,7 @@ impl ChainStore for SledStore {
             self.tree.apply_batch(b)?;
         }
         self.tree.remove(key(b'M', Meta::Tip.name()))?;
+        self.tree.remove(key(b'M', Meta::Checkpoint.name()))?;
         self.db.flush()?;
         Ok(())
     }

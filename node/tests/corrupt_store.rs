@@ -36,12 +36,20 @@ fn a_damaged_database_opens_consistently_and_says_so() {
         let height = node.tip().header.height.0;
         assert!(height <= 40);
         if height == 0 {
-            assert!(report.notice.is_some(), "offset {offset}: an emptied store is reported");
+            assert!(
+                report.notice.is_some(),
+                "offset {offset}: an emptied store is reported"
+            );
         }
         // whatever survived is consistent: every account sums to the rewards mined
         let miner = node.account(&address(5)).unwrap().balance;
         assert_eq!(miner.0, height * b.params.block_reward.0, "offset {offset}");
-        assert_eq!(node.store().hash_at(cairn_consensus::Height(height)).unwrap(), Some(node.tip().hash));
+        assert_eq!(
+            node.store()
+                .hash_at(cairn_consensus::Height(height))
+                .unwrap(),
+            Some(node.tip().hash)
+        );
         node.shutdown();
     }
 }

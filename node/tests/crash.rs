@@ -1,5 +1,6 @@
-//! Crash safety: a child process writes blocks (with reorganisations) to a
-//! sled store and is killed with SIGKILL at random instants, 50 times. After
+//! Crash safety: a child process writes blocks (with reorganisations, and
+//! state checkpoints that the reorganisations cross) to a sled store and is
+//! killed with SIGKILL at random instants, 50 times. After
 //! every kill the store must reopen to a consistent chain: every block the
 //! child reported durable is still there, and the accounts are exactly the
 //! state of the chain up to the reopened tip.
@@ -87,6 +88,11 @@ fn crash_child() {
         let m = main_block(&b);
         chain.process_block(m.clone(), NOW).unwrap();
         b.push(m);
+        // fold the account overlay now and then, so kills land in checkpoints
+        // and reorganisations cross them
+        if h.is_multiple_of(3) {
+            chain.store().checkpoint().unwrap();
+        }
         if chain.tip_hash() == b.tip_hash() {
             println!("durable {}", chain.height().0);
         }
