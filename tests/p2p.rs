@@ -448,6 +448,23 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     }
     assert!(closed(&mut f, wait).await, "flood: connection closed");
 
+    // a flood of blocks the node already has (they cost the sender nothing)
+    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap());
+    f.send(Bytes::from(Message::Hello(hello(genesis)).encode()))
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(wait, f.next()).await.unwrap();
+    let old = Message::Block(Box::new(dev().genesis.clone())).encode();
+    for _ in 0..3_000 {
+        if f.send(Bytes::from(old.clone())).await.is_err() {
+            break;
+        }
+    }
+    assert!(
+        closed(&mut f, wait).await,
+        "unrequested old blocks: connection closed"
+    );
+
     // meanwhile the honest peer is still served
     let mined = rpcs[0]
         .mining_generate(2, text(&dev_accounts()[1].address))

@@ -301,23 +301,31 @@ async fn serve(shared: &ConnShared, req: Message, out: &mpsc::Sender<Message>) -
             out.send(Message::Headers(headers)).await.map_err(|_| ())
         }
         Message::GetBlocks(hashes) => {
-            let (found, missing) = tokio::task::spawn_blocking(move || {
-                let mut found: Vec<Block> = Vec::new();
-                let mut missing = Vec::new();
-                for h in hashes {
-                    match node.store().block(&h) {
-                        Ok(Some(b)) => found.push(b),
-                        _ => missing.push(h),
+            // a few blocks at a time: a request for a thousand large blocks
+            // must not load them all into memory at once
+            let mut missing = Vec::new();
+            for chunk in hashes.chunks(8) {
+                let chunk = chunk.to_vec();
+                let n = node.clone();
+                let (found, absent) = tokio::task::spawn_blocking(move || {
+                    let mut found: Vec<Block> = Vec::new();
+                    let mut absent = Vec::new();
+                    for h in chunk {
+                        match n.store().block(&h) {
+                            Ok(Some(b)) => found.push(b),
+                            _ => absent.push(h),
+                        }
                     }
+                    (found, absent)
+                })
+                .await
+                .map_err(|_| ())?;
+                missing.extend(absent);
+                for b in found {
+                    out.send(Message::Block(Box::new(b)))
+                        .await
+                        .map_err(|_| ())?;
                 }
-                (found, missing)
-            })
-            .await
-            .map_err(|_| ())?;
-            for b in found {
-                out.send(Message::Block(Box::new(b)))
-                    .await
-                    .map_err(|_| ())?;
             }
             if !missing.is_empty() {
                 out.send(Message::NotFound(missing)).await.map_err(|_| ())?;

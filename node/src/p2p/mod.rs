@@ -41,6 +41,9 @@ use conn::{ConnShared, Registered};
 use message::{Hello, MAX_ADDRS, MAX_INV, Message};
 use sync::{HeaderError, HeaderSync};
 
+/// Unrequested items (known blocks, transfers) a peer may send per minute.
+const MAX_USELESS_PER_MINUTE: u32 = 2_000;
+
 /// P2P limits and timings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -240,6 +243,9 @@ struct Peer {
     last_ping: Instant,
     latency_ms: Option<u64>,
     score: u32,
+    /// Unrequested blocks we already had and unrequested transfers, this minute.
+    useless: u32,
+    useless_since: Instant,
 }
 
 impl Peer {
@@ -714,6 +720,8 @@ impl Manager {
                 last_ping: Instant::now(),
                 latency_ms: None,
                 score: 0,
+                useless: 0,
+                useless_since: Instant::now(),
             },
         );
         self.peer_count_changed();
@@ -782,13 +790,24 @@ impl Manager {
                     p.best_height = p.best_height.min(self.node.tip().header.height.0);
                 }
             }
-            Message::Txs(txs) => {
+            Message::Txs(mut txs) => {
+                let mut unrequested = 0u32;
                 if let Some(p) = self.peers.get_mut(&id) {
-                    for t in &txs {
+                    txs.retain(|t| {
                         let tid = t.id();
-                        p.txs_in_flight.remove(&tid);
                         p.known_txs.insert(tid);
-                    }
+                        let asked = p.txs_in_flight.remove(&tid).is_some();
+                        if !asked {
+                            unrequested += 1;
+                        }
+                        asked
+                    });
+                }
+                if unrequested > 0 {
+                    self.count_useless(id, unrequested);
+                }
+                if txs.is_empty() {
+                    return;
                 }
                 let node = self.node.clone();
                 let events = self.shared.events.clone();
@@ -808,6 +827,21 @@ impl Manager {
             Message::Hello(_) => self.penalize(id, 100, "a second hello"),
             Message::Reject(reason) => self.disconnect(id, &format!("the peer refused: {reason}")),
             Message::GetHeaders(_) | Message::GetBlocks(_) | Message::GetTxs(_) => {}
+        }
+    }
+
+    /// Counts unrequested data; too much of it in a minute is a flood.
+    fn count_useless(&mut self, id: u64, n: u32) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.useless_since.elapsed() > Duration::from_secs(60) {
+            p.useless = 0;
+            p.useless_since = Instant::now();
+        }
+        p.useless = p.useless.saturating_add(n);
+        if p.useless > MAX_USELESS_PER_MINUTE {
+            self.disconnect(id, "flood: too much unrequested data");
         }
     }
 
@@ -893,6 +927,18 @@ impl Manager {
             }
         }
         if self.arrived.contains_key(&hash) || self.processing.contains(&hash) {
+            return;
+        }
+        if !requested
+            && self
+                .node
+                .store()
+                .index_entry(&hash)
+                .ok()
+                .flatten()
+                .is_some()
+        {
+            self.count_useless(id, 1);
             return;
         }
         let parent = block.header.parent;
