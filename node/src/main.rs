@@ -65,7 +65,8 @@ struct RunArgs {
     #[arg(long, env = "CAIRN_RPC_ADDR", value_name = "HOST:PORT")]
     rpc_addr: Option<SocketAddr>,
 
-    /// P2P listen address. Default: 127.0.0.1 and the RPC port plus one.
+    /// P2P listen address. Default: the RPC port plus one, on 127.0.0.1 for
+    /// dev and on every interface (0.0.0.0) for other networks.
     #[arg(long, env = "CAIRN_P2P_ADDR", value_name = "HOST:PORT")]
     p2p_addr: Option<SocketAddr>,
 
@@ -187,7 +188,14 @@ fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig)> {
     config.p2p_addr = args
         .p2p_addr
         .or(file.p2p_addr)
-        .unwrap_or_else(|| SocketAddr::new(config.rpc_addr.ip(), p2p_port));
+        .unwrap_or_else(|| {
+            let ip: std::net::IpAddr = if network.name == "dev" {
+                [127, 0, 0, 1].into()
+            } else {
+                [0, 0, 0, 0].into()
+            };
+            SocketAddr::new(ip, p2p_port)
+        });
     config.peers = if args.peers.is_empty() {
         file.peers.unwrap_or_default()
     } else {
@@ -245,6 +253,12 @@ fn print_banner(network: &Network, running: &service::Running) {
     println!("  genesis   {}", network.genesis_hash);
     println!("  datadir   {}", node.config.datadir.display());
     println!("  JSON-RPC  {} (HTTP and WebSocket)", running.rpc_url());
+    if !running.rpc_addr.ip().is_loopback() {
+        println!(
+            "  WARNING   JSON-RPC listens on {}: anyone who can reach it can mine, submit and manage peers; there is no authentication",
+            running.rpc_addr.ip()
+        );
+    }
     match running.p2p_addr() {
         Some(a) => println!("  P2P       {a}"),
         None => println!("  P2P       disabled"),
