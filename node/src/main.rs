@@ -185,17 +185,14 @@ fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig)> {
     if let Some(a) = args.rpc_addr {
         config.rpc_addr = a;
     }
-    config.p2p_addr = args
-        .p2p_addr
-        .or(file.p2p_addr)
-        .unwrap_or_else(|| {
-            let ip: std::net::IpAddr = if network.name == "dev" {
-                [127, 0, 0, 1].into()
-            } else {
-                [0, 0, 0, 0].into()
-            };
-            SocketAddr::new(ip, p2p_port)
-        });
+    config.p2p_addr = args.p2p_addr.or(file.p2p_addr).unwrap_or_else(|| {
+        let ip: std::net::IpAddr = if network.name == "dev" {
+            [127, 0, 0, 1].into()
+        } else {
+            [0, 0, 0, 0].into()
+        };
+        SocketAddr::new(ip, p2p_port)
+    });
     config.peers = if args.peers.is_empty() {
         file.peers.unwrap_or_default()
     } else {

@@ -55,7 +55,7 @@ struct Cli {
 enum Cmd {
     /// Create a key (and the wallet, if it does not exist); print its address.
     New(NewArgs),
-    /// Add an existing secret key to the wallet.
+    /// Add an existing secret key (creating the wallet if needed).
     Import(ImportArgs),
     /// Print a secret key. Anyone who sees it can spend its funds.
     Export {
@@ -93,6 +93,13 @@ struct NewArgs {
     /// A label for the key.
     #[arg(long, default_value = "")]
     label: String,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+/// How to create the wallet file when it does not exist yet.
+#[derive(Args)]
+struct CreateArgs {
     /// Create the wallet without a node: give the network's address prefix
     /// and chain id.
     #[arg(long, requires_all = ["prefix", "chain_id"])]
@@ -115,6 +122,8 @@ struct ImportArgs {
     secret_file: Option<PathBuf>,
     #[arg(long, default_value = "")]
     label: String,
+    #[command(flatten)]
+    create: CreateArgs,
 }
 
 #[derive(Args, Clone)]
@@ -463,7 +472,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Cmd::New(args) => cmd_new(&ctx, args).await,
-        Cmd::Import(args) => cmd_import(&ctx, args),
+        Cmd::Import(args) => cmd_import(&ctx, args).await,
         Cmd::Export { address } => {
             let wallet = ctx.open()?;
             let key = choose_key(&wallet, address.as_deref())?;
@@ -609,60 +618,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn cmd_new(ctx: &Ctx, args: NewArgs) -> anyhow::Result<()> {
-    let creating = !ctx.wallet_path.exists();
-    let mut wallet = if creating {
-        let network = if args.offline {
-            let prefix = args.prefix.clone().unwrap_or_default();
-            AddressPrefix::new(&prefix).map_err(|e| anyhow!("--prefix: {e}"))?;
-            WalletNetwork {
-                name: prefix.clone(),
-                address_prefix: prefix,
-                chain_id: args.chain_id.unwrap_or_default(),
-                genesis_hash: None,
-            }
-        } else {
-            let client = ctx.client()?;
-            let info = client.chain_get_info().await.map_err(|e| {
-                anyhow!(
-                    "{}\n(to create a wallet without a node, use --offline --prefix P --chain-id N)",
-                    ctx.rpc_error(e)
-                )
-            })?;
-            WalletNetwork {
-                name: info.network,
-                address_prefix: info.address_prefix,
-                chain_id: info.chain_id,
-                genesis_hash: Some(info.genesis_hash.to_hex()),
-            }
-        };
-        if args.kdf_memory_mib * 1024 < MIN_MEMORY_KIB {
-            bail!(
-                "--kdf-memory-mib must be at least {}",
-                MIN_MEMORY_KIB / 1024
-            );
+/// Opens the wallet, or creates it (asking the node for its network
+/// unless offline). Returns whether it was created.
+async fn open_or_create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<(Wallet, bool)> {
+    if ctx.wallet_path.exists() {
+        return Ok((ctx.open()?, false));
+    }
+    let network = if args.offline {
+        let prefix = args.prefix.clone().unwrap_or_default();
+        AddressPrefix::new(&prefix).map_err(|e| anyhow!("--prefix: {e}"))?;
+        WalletNetwork {
+            name: prefix.clone(),
+            address_prefix: prefix,
+            chain_id: args.chain_id.unwrap_or_default(),
+            genesis_hash: None,
         }
-        let password = ctx.password(true)?;
-        Wallet::create(
-            &ctx.wallet_path,
-            network,
-            password.as_bytes(),
-            args.kdf_memory_mib * 1024,
-        )?
     } else {
-        ctx.open()?
+        let client = ctx.client()?;
+        let info = client.chain_get_info().await.map_err(|e| {
+            anyhow!(
+                "{}\n(to create a wallet without a node, use --offline --prefix P --chain-id N)",
+                ctx.rpc_error(e)
+            )
+        })?;
+        WalletNetwork {
+            name: info.network,
+            address_prefix: info.address_prefix,
+            chain_id: info.chain_id,
+            genesis_hash: Some(info.genesis_hash.to_hex()),
+        }
     };
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let address = wallet.add(key, args.label)?;
-    wallet.save()?;
-    let text = address.encode(&wallet.prefix());
-    if creating && !ctx.json {
+    if args.kdf_memory_mib.saturating_mul(1024) < MIN_MEMORY_KIB {
+        bail!(
+            "--kdf-memory-mib must be at least {}",
+            MIN_MEMORY_KIB / 1024
+        );
+    }
+    let password = ctx.password(true)?;
+    let wallet = Wallet::create(
+        &ctx.wallet_path,
+        network,
+        password.as_bytes(),
+        args.kdf_memory_mib * 1024,
+    )?;
+    if !ctx.json {
         eprintln!(
-            "created wallet {} for network {} (keys encrypted with your password; keep a backup of the file and the password)",
+            "creating wallet {} for network {} (keys encrypted with your password; keep a backup of the file and the password)",
             ctx.wallet_path.display(),
             wallet.network.name
         );
     }
+    Ok((wallet, true))
+}
+
+async fn cmd_new(ctx: &Ctx, args: NewArgs) -> anyhow::Result<()> {
+    let (mut wallet, _) = open_or_create(ctx, &args.create).await?;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let address = wallet.add(key, args.label)?;
+    wallet.save()?;
+    let text = address.encode(&wallet.prefix());
     ctx.print(json!({"address": text}), || text.clone());
     Ok(())
 }
@@ -687,12 +701,12 @@ fn read_secret(path: Option<&Path>) -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(raw.trim().to_string()))
 }
 
-fn cmd_import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
+async fn cmd_import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
     let secret = read_secret(args.secret_file.as_deref())?;
     let mut bytes = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(secret.as_str(), bytes.as_mut())
         .map_err(|_| anyhow!("the secret must be 64 hex characters (32 bytes)"))?;
-    let mut wallet = ctx.open()?;
+    let (mut wallet, _) = open_or_create(ctx, &args.create).await?;
     let address = wallet.add(SigningKey::from_bytes(&bytes), args.label)?;
     wallet.save()?;
     let text = address.encode(&wallet.prefix());
