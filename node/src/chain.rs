@@ -367,6 +367,36 @@ impl<S: ChainStore> Chain<S> {
                 "the genesis block is missing from the block index".into(),
             ));
         }
+        // # Correctness: every entry's ancestors are in the index. Entries
+        // that do not lead back to genesis (a damaged store) are dropped so
+        // that walking parents can never fall off the index.
+        let mut reachable = HashSet::with_capacity(self.index.len());
+        let mut stack = vec![self.genesis_hash];
+        while let Some(h) = stack.pop() {
+            if reachable.insert(h)
+                && let Some(kids) = self.children.get(&h)
+            {
+                stack.extend(kids.iter().copied());
+            }
+        }
+        let stray: Vec<BlockHash> = self
+            .index
+            .keys()
+            .filter(|h| !reachable.contains(*h))
+            .copied()
+            .collect();
+        if !stray.is_empty() {
+            tracing::warn!(
+                "{} stored blocks do not connect to genesis (a damaged store?); ignoring them",
+                stray.len()
+            );
+            for h in stray {
+                if let Some(e) = self.index.remove(&h) {
+                    self.candidates.remove(&entry_key(&e, h));
+                }
+                self.children.remove(&h);
+            }
+        }
         Ok(())
     }
 
