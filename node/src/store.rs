@@ -283,17 +283,33 @@ impl SledStore {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) => StoreError::Backend(format!(
-                    "cannot open the store in {}: {io} (is another cairn-node using this datadir?)",
-                    dir.display()
-                )),
-                other => StoreError::from(other),
-            })?;
+        // A store closed a moment ago (a restart in the same process, or a
+        // process that is exiting) releases its file lock when sled's
+        // flusher thread ends: wait for that briefly before giving up.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .open()
+            {
+                Ok(db) => break db,
+                // sled reports a held lock as an `Other` error with this text
+                Err(sled::Error::Io(io))
+                    if io.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(sled::Error::Io(io)) => {
+                    return Err(StoreError::Backend(format!(
+                        "cannot open the store in {}: {io} (is another cairn-node using this datadir?)",
+                        dir.display()
+                    )));
+                }
+                Err(other) => return Err(StoreError::from(other)),
+            }
+        };
         let tree = db.open_tree("chain")?;
         let store = SledStore {
             db,
