@@ -164,6 +164,32 @@ impl UndoRecord {
     }
 }
 
+/// Checks `tx` against its sender's account: the exact nonce and enough
+/// balance for amount plus fee. Returns that cost.
+fn check_against(tx: &SignedTransfer, sender: &Account) -> Result<Amount, AccountError> {
+    let t = &tx.transfer;
+    if t.nonce < sender.nonce {
+        return Err(AccountError::NonceTooLow {
+            nonce: t.nonce,
+            account_nonce: sender.nonce,
+        });
+    }
+    if t.nonce > sender.nonce {
+        return Err(AccountError::NonceTooHigh {
+            nonce: t.nonce,
+            account_nonce: sender.nonce,
+        });
+    }
+    let cost = t.total_cost().ok_or(AccountError::CostOverflow)?;
+    if sender.balance < cost {
+        return Err(AccountError::InsufficientBalance {
+            balance: sender.balance,
+            needed: cost,
+        });
+    }
+    Ok(cost)
+}
+
 /// A block's (or a block template's) view of the state: reads fall through
 /// to `base`, writes stay here until the caller commits them.
 pub struct StateOverlay<F> {
@@ -199,39 +225,17 @@ impl<F: Fn(&Address) -> Account> StateOverlay<F> {
 
     /// Checks `tx` against the current accounts without changing anything.
     pub fn check_transfer(&self, tx: &SignedTransfer) -> Result<(), AccountError> {
-        let t = &tx.transfer;
-        let sender = self.get(&tx.sender());
-        if t.nonce < sender.nonce {
-            return Err(AccountError::NonceTooLow {
-                nonce: t.nonce,
-                account_nonce: sender.nonce,
-            });
-        }
-        if t.nonce > sender.nonce {
-            return Err(AccountError::NonceTooHigh {
-                nonce: t.nonce,
-                account_nonce: sender.nonce,
-            });
-        }
-        let cost = t.total_cost().ok_or(AccountError::CostOverflow)?;
-        if sender.balance < cost {
-            return Err(AccountError::InsufficientBalance {
-                balance: sender.balance,
-                needed: cost,
-            });
-        }
-        Ok(())
+        check_against(tx, &self.get(&tx.sender())).map(|_| ())
     }
 
     /// Applies one transfer: nonce, debit of amount plus fee, credit of
     /// amount. The fee is the caller's to credit (to the coinbase).
     /// On error nothing changes.
     pub fn apply_transfer(&mut self, tx: &SignedTransfer) -> Result<(), AccountError> {
-        self.check_transfer(tx)?;
         let t = &tx.transfer;
         let from = tx.sender();
         let mut sender = self.get(&from);
-        let cost = t.total_cost().ok_or(AccountError::CostOverflow)?;
+        let cost = check_against(tx, &sender)?;
         sender.balance =
             sender
                 .balance

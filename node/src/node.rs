@@ -314,25 +314,33 @@ impl Node {
         // while syncing, progress lines replace the per-block lines
         let quiet = self.sync_progress().is_some();
         for block in blocks {
-            let height = block.header.height.0;
-            let transfers = block.transfers.len();
-            let started = Instant::now();
-            let r = chain.process_block_unflushed(block, now_ms());
-            log_processed(&r, height, transfers, started.elapsed(), source, quiet);
-            results.push(r);
+            results.push(process_logged(&mut chain, block, source, quiet));
         }
-        if let Err(e) = chain.flush() {
+        if let Err(e) = self.finish_batch(&chain, old_tip) {
             tracing::error!("cannot flush the store: {e}");
             return results
                 .into_iter()
                 .map(|r| r.and_then(|_| Err(ChainError::Store(StoreError::Backend(e.to_string())))))
                 .collect();
         }
+        results
+    }
+
+    /// After a batch of blocks: flushes (nothing is reported accepted
+    /// before), then brings everything that follows the best chain up to it.
+    /// The followers are updated even when the flush fails: the chain in
+    /// memory has moved either way.
+    fn finish_batch(
+        &self,
+        chain: &Chain<Arc<SledStore>>,
+        old_tip: BlockHash,
+    ) -> Result<(), ChainError> {
+        let flushed = chain.flush();
         let change = chain.tip_change_since(old_tip);
         if !change.is_empty() {
-            self.after_tip_change(&chain, &change);
+            self.after_tip_change(chain, &change);
         }
-        results
+        flushed
     }
 
     /// Processes one block; see [`Node::submit_blocks`].
@@ -358,30 +366,33 @@ impl Node {
         {
             let mut pool = lock(&self.mempool);
             let account = |a: &Address| self.store.account(a).unwrap_or_default();
-            let mut returning = Vec::new();
-            for h in change.disconnected.iter().rev() {
-                if let Ok(Some(b)) = chain.block(h) {
-                    returning.extend(b.transfers);
-                }
-            }
-            for h in &change.connected {
-                if let Ok(Some(b)) = chain.block(h) {
-                    pool.remove_confirmed(&b.transfers, account);
+            // an empty pool has nothing to drop: skip reading the blocks back
+            // (the common case while syncing or generating)
+            if !pool.is_empty() {
+                for h in &change.connected {
+                    if let Ok(Some(b)) = chain.block(h) {
+                        pool.remove_confirmed(&b.transfers, account);
+                    }
                 }
             }
             let now = now_ms();
             let mut back = 0;
-            for tx in returning {
-                let id = tx.id();
-                let acc = account(&tx.sender());
-                if pool.insert(tx, id, acc, now).is_ok() {
-                    self.sig_cache.insert(id);
-                    back += 1;
-                    // peers may not have it any more: announce it again
-                    let _ = self.events.send(Event::TransferAccepted {
-                        id,
-                        from_peer: None,
-                    });
+            for h in change.disconnected.iter().rev() {
+                let Ok(Some(b)) = chain.block(h) else {
+                    continue;
+                };
+                for tx in &b.transfers {
+                    let id = tx.id();
+                    let acc = account(&tx.sender());
+                    if pool.insert(*tx, id, acc, now).is_ok() {
+                        self.sig_cache.insert(id);
+                        back += 1;
+                        // peers may not have it any more: announce it again
+                        let _ = self.events.send(Event::TransferAccepted {
+                            id,
+                            from_peer: None,
+                        });
+                    }
                 }
             }
             if back > 0 {
@@ -504,18 +515,7 @@ impl Node {
                 result = Err(NodeError::ShuttingDown);
                 break;
             }
-            let (height, transfers) = (block.header.height.0, block.transfers.len());
-            let started = Instant::now();
-            let r = chain.process_block_unflushed(block, now_ms());
-            log_processed(
-                &r,
-                height,
-                transfers,
-                started.elapsed(),
-                Source::Miner,
-                false,
-            );
-            match r {
+            match process_logged(&mut chain, block, Source::Miner, false) {
                 Ok(p) => {
                     hashes.push(p.hash);
                     self.mining.blocks_mined.fetch_add(1, Ordering::Relaxed);
@@ -526,12 +526,10 @@ impl Node {
                 }
             }
         }
-        let flushed = chain.flush();
-        let change = chain.tip_change_since(old_tip);
-        if !change.is_empty() {
-            self.after_tip_change(&chain, &change);
-        }
-        flushed?;
+        self.finish_batch(&chain, old_tip).map_err(|e| match e {
+            ChainError::Store(s) => NodeError::Store(s),
+            other => NodeError::Chain(other),
+        })?;
         result.map(|()| hashes)
     }
 
@@ -712,6 +710,20 @@ fn snapshot(chain: &Chain<Arc<SledStore>>) -> TipSnapshot {
 
 fn short(h: &BlockHash) -> String {
     h.to_hex()[..16].to_string()
+}
+
+/// Processes one block without flushing, and logs the outcome.
+fn process_logged(
+    chain: &mut Chain<Arc<SledStore>>,
+    block: Block,
+    source: Source,
+    quiet: bool,
+) -> Result<Processed, ChainError> {
+    let (height, transfers) = (block.header.height.0, block.transfers.len());
+    let started = Instant::now();
+    let r = chain.process_block_unflushed(block, now_ms());
+    log_processed(&r, height, transfers, started.elapsed(), source, quiet);
+    r
 }
 
 fn log_processed(

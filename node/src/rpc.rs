@@ -143,6 +143,22 @@ fn block_view(node: &Node, hash: BlockHash, block: &Block) -> Result<BlockView, 
     })
 }
 
+/// The hash of the best-chain block at `height`, or a NOT_FOUND naming the best height.
+fn best_chain_hash(node: &Node, height: u64) -> RpcResult<BlockHash> {
+    node.store()
+        .hash_at(Height(height))
+        .map_err(store_err)?
+        .ok_or_else(|| {
+            error(
+                codes::NOT_FOUND,
+                format!(
+                    "no block at height {height}; the best height is {}",
+                    node.tip().header.height
+                ),
+            )
+        })
+}
+
 fn submit_error(e: SubmitError) -> ErrorObjectOwned {
     let msg = e.to_string();
     let code = match &e {
@@ -264,20 +280,7 @@ impl CairnApiServer for RpcServer {
             let store = node.store();
             let hash = match id {
                 BlockId::Hash(h) => h,
-                BlockId::Height(h) => {
-                    store
-                        .hash_at(Height(h))
-                        .map_err(store_err)?
-                        .ok_or_else(|| {
-                            error(
-                                codes::NOT_FOUND,
-                                format!(
-                                    "no block at height {h}; the best height is {}",
-                                    node.tip().header.height
-                                ),
-                            )
-                        })?
-                }
+                BlockId::Height(h) => best_chain_hash(&node, h)?,
             };
             let block = store
                 .block(&hash)
@@ -290,21 +293,7 @@ impl CairnApiServer for RpcServer {
 
     async fn chain_get_block_hash(&self, height: u64) -> RpcResult<BlockHash> {
         let node = self.node.clone();
-        blocking(move || {
-            node.store()
-                .hash_at(Height(height))
-                .map_err(store_err)?
-                .ok_or_else(|| {
-                    error(
-                        codes::NOT_FOUND,
-                        format!(
-                            "no block at height {height}; the best height is {}",
-                            node.tip().header.height
-                        ),
-                    )
-                })
-        })
-        .await
+        blocking(move || best_chain_hash(&node, height)).await
     }
 
     async fn chain_get_transaction(&self, txid: TxId) -> RpcResult<TransactionView> {

@@ -175,23 +175,25 @@ impl P2pHandle {
 
     /// Connects to `addr`; returns once connected or failed.
     pub async fn add_peer(&self, addr: String) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::AddPeer(addr, tx))
-            .await
-            .map_err(|_| "the P2P layer is stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the P2P layer is stopped".to_string())?
+        self.ask(|tx| Command::AddPeer(addr, tx)).await
     }
 
     pub async fn disconnect(&self, peer: PeerRef) -> Result<(), String> {
+        self.ask(|tx| Command::Disconnect(peer, tx)).await
+    }
+
+    /// Sends a command and waits for its answer.
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Command,
+    ) -> Result<(), String> {
+        let stopped = || "the P2P layer is stopped".to_string();
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::Disconnect(peer, tx))
+            .send(command(tx))
             .await
-            .map_err(|_| "the P2P layer is stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the P2P layer is stopped".to_string())?
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 }
 
