@@ -18,8 +18,8 @@ use crate::amount::Amount;
 use crate::block::{Block, BlockHeader, HEADER_VERSION, Height};
 use crate::encoding::DecodeError;
 use crate::hash::{BlockHash, StateRoot, TxId, TxRoot};
-use crate::params::ConsensusParams;
-use crate::pow::Target;
+use crate::params::{ConsensusParams, ParentInfo};
+use crate::pow::{Target, Work};
 use crate::state::{Account, BlockEffects, StateOverlay, TransferStateError};
 use crate::transfer::{SignedTransfer, TransferError};
 
@@ -89,6 +89,8 @@ pub enum BlockError {
     },
     #[error("block height overflows")]
     HeightOverflow,
+    #[error("cumulative work overflows")]
+    WorkOverflow,
 }
 
 impl BlockError {
@@ -250,6 +252,110 @@ pub fn validate_header(header: &BlockHeader, ctx: &HeaderContext) -> Result<(), 
         });
     }
     Ok(())
+}
+
+/// What the contextual rules need to know about an accepted header: a
+/// stored block, or a header whose proof of work and context were checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderMeta {
+    pub header: BlockHeader,
+    /// Cumulative work from genesis to this header, inclusive.
+    pub work: Work,
+    /// Time of block 1 on this header's branch (the ASERT anchor); `None`
+    /// for genesis.
+    pub anchor_time_ms: Option<u64>,
+}
+
+impl HeaderMeta {
+    /// The meta of a genesis header.
+    pub fn genesis(header: BlockHeader) -> HeaderMeta {
+        HeaderMeta {
+            header,
+            work: header.target.work(),
+            anchor_time_ms: None,
+        }
+    }
+
+    /// What the difficulty rule needs to know about this header as a parent.
+    pub fn parent_info(&self) -> ParentInfo {
+        ParentInfo {
+            height: self.header.height,
+            anchor_time_ms: self.anchor_time_ms,
+        }
+    }
+}
+
+/// Finds accepted headers by hash: a chain's block index, a tree of
+/// validated headers, or both. The one source of header context for every
+/// caller, so the contextual rules are written once.
+pub trait HeaderLookup {
+    fn header_meta(&self, hash: &BlockHash) -> Option<HeaderMeta>;
+}
+
+impl<F: Fn(&BlockHash) -> Option<HeaderMeta>> HeaderLookup for F {
+    fn header_meta(&self, hash: &BlockHash) -> Option<HeaderMeta> {
+        self(hash)
+    }
+}
+
+/// The median time past of the chain ending at `tip` (`tip` and up to ten
+/// ancestors, as far as `lookup` knows them).
+pub fn median_time_past_of(tip: &HeaderMeta, lookup: &impl HeaderLookup) -> u64 {
+    let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+    let mut cursor = *tip;
+    loop {
+        times.push(cursor.header.time_ms);
+        if times.len() == MEDIAN_TIME_SPAN || cursor.header.height.0 == 0 {
+            break;
+        }
+        match lookup.header_meta(&cursor.header.parent) {
+            Some(p) => cursor = p,
+            None => break,
+        }
+    }
+    times.reverse();
+    median_time_past(&times)
+}
+
+/// Tier 3 with its context gathered from the chain: checks `header`
+/// against `parent` (its parent, as found by the caller) and the parent's
+/// ancestors (through `lookup`), and returns the header's own meta (its
+/// cumulative work and ASERT anchor). The header's proof of work is tier 1
+/// ([`check_header`]), checked before.
+///
+/// # Consensus
+/// Used by the chain for blocks and by header sync for headers, so a header
+/// is judged by the same rules whichever way it arrives.
+pub fn validate_header_in_context(
+    header: &BlockHeader,
+    parent: &HeaderMeta,
+    lookup: &impl HeaderLookup,
+    params: &ConsensusParams,
+    now_ms: u64,
+) -> Result<HeaderMeta, BlockError> {
+    let ctx = HeaderContext {
+        parent_hash: parent.header.hash(),
+        parent_height: parent.header.height,
+        median_time_past_ms: median_time_past_of(parent, lookup),
+        expected_target: params.next_target(&parent.parent_info(), header.time_ms),
+        now_ms,
+        max_future_drift_ms: params.max_future_drift_ms,
+    };
+    validate_header(header, &ctx)?;
+    let work = parent
+        .work
+        .checked_add(header.target.work())
+        .ok_or(BlockError::WorkOverflow)?;
+    let anchor_time_ms = if header.height == Height(1) {
+        Some(header.time_ms)
+    } else {
+        parent.anchor_time_ms
+    };
+    Ok(HeaderMeta {
+        header: *header,
+        work,
+        anchor_time_ms,
+    })
 }
 
 /// The median of up to [`MEDIAN_TIME_SPAN`] block times (the parent's and

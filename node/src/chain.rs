@@ -20,11 +20,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use cairn_consensus::fork::is_better_chain;
-use cairn_consensus::params::ParentInfo;
 use cairn_consensus::state::state_root;
 use cairn_consensus::validation::{
-    HeaderContext, MEDIAN_TIME_SPAN, check_block, check_header, median_time_past,
-    validate_block_state, validate_header,
+    HeaderMeta, check_block, check_header, median_time_past_of, validate_block_state,
+    validate_header_in_context,
 };
 use cairn_consensus::{
     Account, Address, Block, BlockEffects, BlockError, BlockHash, ConsensusParams, Height,
@@ -544,26 +543,22 @@ impl<S: ChainStore> Chain<S> {
         self.index.len()
     }
 
+    /// The header context of a stored block, for the shared contextual rules.
+    pub fn header_meta(&self, hash: &BlockHash) -> Option<HeaderMeta> {
+        self.index.get(hash).map(IndexEntry::meta)
+    }
+
     /// Median time past of the chain ending at `hash`.
     pub fn median_time_past(&self, hash: &BlockHash) -> u64 {
-        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
-        let mut cursor = Some(*hash);
-        while let Some(h) = cursor {
-            let Some(e) = self.index.get(&h) else { break };
-            times.push(e.header.time_ms);
-            if times.len() == MEDIAN_TIME_SPAN || e.header.height.0 == 0 {
-                break;
-            }
-            cursor = Some(e.header.parent);
-        }
-        times.reverse();
-        median_time_past(&times)
+        self.header_meta(hash).map_or(0, |m| {
+            median_time_past_of(&m, &|h: &BlockHash| self.header_meta(h))
+        })
     }
 
     /// The target a child of `parent` with time `time_ms` must carry.
     pub fn target_for_child(&self, parent: &BlockHash, time_ms: u64) -> Option<Target> {
         let e = self.index.get(parent)?;
-        Some(self.params.next_target(&parent_info(e), time_ms))
+        Some(self.params.next_target(&e.meta().parent_info(), time_ms))
     }
 
     // ----- processing -----
@@ -686,19 +681,16 @@ impl<S: ChainStore> Chain<S> {
             }
             ChainError::Invalid { hash, error }
         };
-        let ctx = HeaderContext {
-            parent_hash: block.header.parent,
-            parent_height: parent.header.height,
-            median_time_past_ms: self.median_time_past(&block.header.parent),
-            expected_target: self
-                .params
-                .next_target(&parent_info(&parent), block.header.time_ms),
+        let meta = match validate_header_in_context(
+            &block.header,
+            &parent.meta(),
+            &|h: &BlockHash| self.header_meta(h),
+            &self.params,
             now_ms,
-            max_future_drift_ms: self.params.max_future_drift_ms,
+        ) {
+            Ok(m) => m,
+            Err(e) => return Err(invalid(self, e)),
         };
-        if let Err(e) = validate_header(&block.header, &ctx) {
-            return Err(invalid(self, e));
-        }
         // The body checks and signatures (spread over rayon's pool) run
         // alongside the state checks when the block extends the tip, the
         // common case; the state result is used only if the others pass.
@@ -713,18 +705,10 @@ impl<S: ChainStore> Chain<S> {
             return Err(invalid(self, e));
         }
         let state = state.transpose()?;
-        let work = parent
-            .work
-            .checked_add(block.header.target.work())
-            .ok_or_else(|| ChainError::Inconsistent("cumulative work overflows".into()))?;
         let entry = IndexEntry {
             header: block.header,
-            work,
-            anchor_time_ms: if block.header.height.0 == 1 {
-                Some(block.header.time_ms)
-            } else {
-                parent.anchor_time_ms
-            },
+            work: meta.work,
+            anchor_time_ms: meta.anchor_time_ms,
             status: BlockStatus::Valid,
             seq: self.next_seq,
         };
@@ -981,13 +965,6 @@ struct FreshBlock {
     hash: BlockHash,
     block: Block,
     effects: Option<Result<BlockEffects, BlockError>>,
-}
-
-fn parent_info(e: &IndexEntry) -> ParentInfo {
-    ParentInfo {
-        height: e.header.height,
-        anchor_time_ms: e.anchor_time_ms,
-    }
 }
 
 #[cfg(test)]

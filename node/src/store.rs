@@ -111,6 +111,17 @@ pub struct IndexEntry {
     pub seq: u64,
 }
 
+impl IndexEntry {
+    /// What the contextual header rules need to know about this block.
+    pub fn meta(&self) -> cairn_consensus::validation::HeaderMeta {
+        cairn_consensus::validation::HeaderMeta {
+            header: self.header,
+            work: self.work,
+            anchor_time_ms: self.anchor_time_ms,
+        }
+    }
+}
+
 /// Metadata keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Meta {
@@ -427,6 +438,17 @@ impl SledStore {
     /// (see [`crate::index`]).
     pub fn tree(&self) -> &sled::Tree {
         &self.tree
+    }
+
+    /// Another tree of the same database (for data that is not the chain's).
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// A stored block's encoding, as stored (canonical borsh), without
+    /// decoding it.
+    pub fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key(b'B', &hash.0))?.map(|v| v.to_vec()))
     }
 }
 
