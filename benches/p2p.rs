@@ -94,7 +94,8 @@ async fn run() {
         vec![a.p2p_addr().unwrap().to_string()],
     )
     .await;
-    while b.node.peer_count.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+    let b_p2p = b.p2p.clone().unwrap();
+    while b_p2p.status().outbound == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut heads_a = a.node.subscribe_heads();

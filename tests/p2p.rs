@@ -12,8 +12,8 @@ use cairn_api::{CairnApiClient, PeerRef, TxStatus};
 use cairn_consensus::{Address, BlockHash, COIN, TxId};
 use cairn_genesis::{Network, dev_accounts};
 use cairn_node::config::NodeConfig;
-use cairn_node::p2p::message::{Hello, Message, PROTOCOL_VERSION};
 use cairn_node::service::{self, Running};
+use cairn_p2p::message::{Hello, Message, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use jsonrpsee_http_client::HttpClient;
 use support::*;
@@ -344,7 +344,7 @@ fn hello(genesis: BlockHash) -> Hello {
         best_hash: genesis,
         best_work: Default::default(),
         listen_port: None,
-        node_nonce: rand::random(),
+        nonce: rand::random(),
         user_agent: "hostile-test".into(),
     }
 }
@@ -353,6 +353,8 @@ fn hello(genesis: BlockHash) -> Hello {
 async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&dir.path().join("victim"), vec![]);
+    // loopback peers are the operator's own on dev: this test is about strangers
+    cfg.p2p.dev_loopback_is_local = false;
     cfg.p2p.rate_per_sec = 200;
     cfg.p2p.rate_burst = 400;
     let victim = service::launch(dev(), cfg).await.unwrap();
@@ -390,7 +392,9 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
             reason = Some(r);
         }
     }
-    let reason = reason.expect("a reject message");
+    let reject = reason.expect("a reject message");
+    assert_eq!(reject.code, cairn_p2p::RejectCode::WrongNetwork);
+    let reason = reject.reason;
     assert!(
         reason.contains(&"07".repeat(32)) && reason.contains(&genesis.to_hex()),
         "{reason}"

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::mempool::MempoolConfig;
-use crate::p2p::P2pConfig;
+use cairn_p2p::P2pConfig;
 
 /// Default ports per network: RPC, then P2P.
 pub fn default_ports(network: &str) -> (u16, u16) {

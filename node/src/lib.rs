@@ -10,7 +10,8 @@
 //! - [`miner`]: the proof-of-work search on a dedicated rayon pool, templates.
 //! - [`index`]: transaction locations and address histories.
 //! - [`node`]: everything wired together, with the mining thread.
-//! - [`p2p`]: the peer-to-peer layer: gossip, headers-first sync, peers.
+//! - [`network`]: the node as the P2P layer (crate `cairn-p2p`, re-exported
+//!   as [`p2p`]) sees it, and the peer store.
 //! - [`rpc`]: the JSON-RPC server.
 //! - [`config`]: configuration structs.
 //! - [`verify`]: parallel signature checks and the signature cache.
@@ -20,9 +21,11 @@ pub mod config;
 pub mod index;
 pub mod mempool;
 pub mod miner;
+pub mod network;
 pub mod node;
-pub mod p2p;
 pub mod rpc;
 pub mod service;
 pub mod store;
 pub mod verify;
+
+pub use cairn_p2p as p2p;

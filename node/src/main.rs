@@ -318,17 +318,14 @@ fn format_ms(ms: u64) -> String {
     }
 }
 
-/// A progress bar on the terminal while the node syncs with its peers.
-fn spawn_sync_bar(node: std::sync::Arc<cairn_node::node::Node>) {
+/// A progress bar on the terminal while the node syncs with its peers:
+/// blocks fetched toward the best validated header chain.
+fn spawn_sync_bar(p2p: cairn_node::p2p::P2pHandle) {
     tokio::spawn(async move {
         let mut bar: Option<indicatif::ProgressBar> = None;
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            let height = node.tip().header.height.0;
-            match node
-                .sync_progress()
-                .filter(|p| p.target_height > height + 1)
-            {
+            match p2p.status().sync {
                 Some(p) => {
                     let b = bar.get_or_insert_with(|| {
                         let b = indicatif::ProgressBar::new(p.target_height);
@@ -341,7 +338,7 @@ fn spawn_sync_bar(node: std::sync::Arc<cairn_node::node::Node>) {
                         b
                     });
                     b.set_length(p.target_height);
-                    b.set_position(height);
+                    b.set_position(p.height);
                     b.set_message(match p.eta_secs {
                         Some(eta) => format!("{} blocks/s, about {eta} s left", p.blocks_per_sec),
                         None => format!("{} blocks/s", p.blocks_per_sec),
@@ -384,8 +381,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (network, config) = build_config(args)?;
     let running = service::launch(network.clone(), config).await?;
     print_banner(&network, &running);
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        spawn_sync_bar(running.node.clone());
+    if std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && let Some(p2p) = running.p2p.clone()
+    {
+        spawn_sync_bar(p2p);
     }
     tracing::info!("node started; press Ctrl-C to stop");
     shutdown_signal().await;

@@ -60,14 +60,12 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// Something other parts of the node (P2P) react to.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// A block joined the best chain.
-    BlockConnected { hash: BlockHash, height: u64 },
-    /// A transfer entered the mempool.
-    TransferAccepted { id: TxId, from_peer: Option<u64> },
-}
+/// What the node tells the P2P layer: best-chain changes and accepted
+/// transfers (see [`cairn_p2p::ChainEvent`]).
+pub use cairn_p2p::ChainEvent as Event;
+
+/// Headers of connected blocks carried by one [`Event::TipChanged`].
+const ANNOUNCED_HEADERS: usize = 16;
 
 /// The best block, readable without the chain lock.
 #[derive(Clone, Debug)]
@@ -136,10 +134,6 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     pub mining: MiningState,
     shutting_down: AtomicBool,
-    /// Number of connected peers, maintained by the P2P layer.
-    pub peer_count: AtomicU64,
-    /// Sync progress while catching up with peers, maintained by the P2P layer.
-    sync: RwLock<Option<cairn_api::SyncProgress>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -244,8 +238,6 @@ impl Node {
                 thread: Mutex::new(None),
             },
             shutting_down: AtomicBool::new(false),
-            peer_count: AtomicU64::new(0),
-            sync: RwLock::new(None),
         });
         Ok((node, report))
     }
@@ -281,15 +273,6 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// Progress of the sync with peers; `None` when not behind.
-    pub fn sync_progress(&self) -> Option<cairn_api::SyncProgress> {
-        self.sync.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn set_sync_progress(&self, p: Option<cairn_api::SyncProgress>) {
-        *self.sync.write().unwrap_or_else(|p| p.into_inner()) = p;
-    }
-
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
@@ -311,8 +294,9 @@ impl Node {
         let mut chain = lock(&self.chain);
         let old_tip = chain.tip_hash();
         let mut results = Vec::with_capacity(blocks.len());
-        // while syncing, progress lines replace the per-block lines
-        let quiet = self.sync_progress().is_some();
+        // batches come from a sync, whose progress lines replace the
+        // per-block lines
+        let quiet = blocks.len() > 1 && matches!(source, Source::Peer(_));
         for block in blocks {
             results.push(process_logged(&mut chain, block, source, quiet));
         }
@@ -399,17 +383,32 @@ impl Node {
                 tracing::info!("{back} transfers from disconnected blocks returned to the mempool");
             }
         }
-        *self.tip.write().unwrap_or_else(|p| p.into_inner()) = snapshot(chain);
+        let tip = snapshot(chain);
+        *self.tip.write().unwrap_or_else(|p| p.into_inner()) = tip.clone();
         self.tip_gen.fetch_add(1, Ordering::SeqCst);
+        let mut announced = Vec::with_capacity(change.connected.len().min(ANNOUNCED_HEADERS));
         for h in &change.connected {
             if let Some(e) = chain.entry(h) {
                 let _ = self.heads.send(header_view(*h, &e.header));
-                let _ = self.events.send(Event::BlockConnected {
-                    hash: *h,
-                    height: e.header.height.0,
-                });
             }
         }
+        let skip = change.connected.len().saturating_sub(ANNOUNCED_HEADERS);
+        for h in &change.connected[skip..] {
+            if let Some(e) = chain.entry(h) {
+                announced.push(e.header);
+            }
+        }
+        let _ = self.events.send(Event::TipChanged {
+            tip: cairn_p2p::ChainTip {
+                hash: tip.hash,
+                height: tip.header.height.0,
+                work: tip.work,
+                header: tip.header,
+            },
+            connected: announced,
+            connected_count: change.connected.len() as u64,
+            disconnected: change.disconnected.len() as u64,
+        });
     }
 
     // ----- transfers -----

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cairn_api::{
-    AccountView, BlockId, BlockView, CairnApiServer, ChainInfo, CoinbaseView, Direction,
-    HistoryEntry, HistoryPage, MempoolInfo, MiningInfo, PeerRef, PeerView, RpcResult,
-    TransactionView, TransferView, TxStatus, codes, error,
+    AccountView, BanView, BlockId, BlockView, CairnApiServer, ChainInfo, CoinbaseView, Direction,
+    HistoryEntry, HistoryPage, LinkEntry, LinkView, MempoolInfo, MiningInfo, PeerRef, PeerView,
+    RpcResult, TransactionView, TransferView, TxStatus, codes, error,
 };
 use cairn_consensus::transfer::SIGNED_TRANSFER_BYTES;
 use cairn_consensus::{
@@ -23,8 +23,8 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::index::{self, Role};
 use crate::mempool::MempoolError;
 use crate::node::{Node, NodeError, SubmitError, header_view};
-use crate::p2p::P2pHandle;
 use crate::store::{ChainStore, StoreError};
+use cairn_p2p::{LinkRule, P2pError, P2pHandle, PeerInfo, PeerSelector};
 
 /// Most blocks one `mining_generate` call may ask for.
 pub const MAX_GENERATE: u32 = 100_000;
@@ -96,6 +96,32 @@ impl RpcServer {
     fn encode_address(&self, a: &Address) -> String {
         a.encode(&self.node.network.params.address_prefix)
     }
+}
+
+fn peer_view(p: PeerInfo) -> PeerView {
+    PeerView {
+        id: p.id,
+        address: p.address,
+        direction: p.direction.as_str().to_string(),
+        height: p.height,
+        latency_ms: p.latency_ms,
+        remote: p.remote.to_string(),
+        best_hash: p.best_hash,
+        user_agent: p.user_agent,
+        local: p.local,
+        connected_secs: p.connected_secs,
+        blocks_in_flight: p.blocks_in_flight as u64,
+    }
+}
+
+fn p2p_error(e: P2pError) -> ErrorObjectOwned {
+    let code = match e {
+        P2pError::InvalidAddress(_)
+        | P2pError::InvalidBanTarget(_)
+        | P2pError::InvalidLinkRule(_) => jsonrpsee::types::error::INVALID_PARAMS_CODE,
+        _ => codes::PEER_FAILED,
+    };
+    error(code, e.to_string())
 }
 
 /// The API view of a transfer.
@@ -251,14 +277,13 @@ impl CairnApiServer for RpcServer {
         let n = &self.node;
         let tip = n.tip();
         let params = &n.network.params;
-        // the P2P layer refreshes the progress every tick; the tip may be newer
-        let sync = n
-            .sync_progress()
-            .filter(|s| s.target_height > tip.header.height.0 + 1)
-            .map(|s| cairn_api::SyncProgress {
-                height: tip.header.height.0,
-                ..s
-            });
+        let status = self.p2p.as_ref().map(P2pHandle::status).unwrap_or_default();
+        let sync = status.sync.map(|s| cairn_api::SyncProgress {
+            height: s.height,
+            target_height: s.target_height,
+            blocks_per_sec: s.blocks_per_sec,
+            eta_secs: s.eta_secs,
+        });
         Ok(ChainInfo {
             network: n.network.name.clone(),
             chain_id: params.chain_id,
@@ -268,7 +293,7 @@ impl CairnApiServer for RpcServer {
             total_work: tip.work,
             target: tip.header.target,
             syncing: sync.is_some(),
-            peers: n.peer_count.load(std::sync::atomic::Ordering::Relaxed) as u32,
+            peers: (status.inbound + status.outbound) as u32,
             address_prefix: params.address_prefix.to_string(),
             sync,
         })
@@ -524,23 +549,112 @@ impl CairnApiServer for RpcServer {
     }
 
     async fn net_get_peers(&self) -> RpcResult<Vec<PeerView>> {
-        Ok(self.p2p()?.peers().await)
+        Ok(self
+            .p2p()?
+            .peers()
+            .await
+            .into_iter()
+            .map(peer_view)
+            .collect())
     }
 
-    async fn net_add_peer(&self, address: String) -> RpcResult<()> {
-        cairn_genesis::check_host_port(&address)
-            .map_err(|e| error(jsonrpsee::types::error::INVALID_PARAMS_CODE, e))?;
+    async fn net_add_peer(&self, address: String) -> RpcResult<PeerView> {
         self.p2p()?
             .add_peer(address)
             .await
-            .map_err(|e| error(codes::PEER_FAILED, e))
+            .map(peer_view)
+            .map_err(p2p_error)
     }
 
     async fn net_disconnect_peer(&self, peer: PeerRef) -> RpcResult<()> {
+        let sel = match peer {
+            PeerRef::Id(n) => PeerSelector::Id(n),
+            PeerRef::Address(a) => PeerSelector::Address(a),
+        };
         self.p2p()?
-            .disconnect(peer)
+            .disconnect(sel)
             .await
-            .map_err(|e| error(codes::PEER_FAILED, e))
+            .map(|_| ())
+            .map_err(p2p_error)
+    }
+
+    async fn net_list_banned(&self) -> RpcResult<Vec<BanView>> {
+        let bans = self.p2p()?.list_banned().await.map_err(p2p_error)?;
+        Ok(bans
+            .into_iter()
+            .map(|b| BanView {
+                target: b.target,
+                created_ms: b.created_ms,
+                until_ms: b.until_ms,
+                reason: b.reason,
+                origin: match b.origin {
+                    cairn_p2p::BanOrigin::Auto => "auto".into(),
+                    cairn_p2p::BanOrigin::Operator => "operator".into(),
+                },
+            })
+            .collect())
+    }
+
+    async fn net_set_ban(&self, target: String, duration_secs: u64) -> RpcResult<()> {
+        self.p2p()?
+            .set_ban(target, duration_secs)
+            .await
+            .map_err(p2p_error)
+    }
+
+    async fn net_clear_banned(&self) -> RpcResult<u64> {
+        self.p2p()?
+            .clear_banned()
+            .await
+            .map(|n| n as u64)
+            .map_err(p2p_error)
+    }
+
+    async fn net_set_link(&self, peer: String, rule: LinkView) -> RpcResult<u64> {
+        let target = match peer.trim() {
+            "*" => None,
+            p => Some(p.parse::<SocketAddr>().map_err(|_| {
+                error(
+                    jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                    format!("{p:?} is not a peer's listen address (ip:port) or * for every peer"),
+                )
+            })?),
+        };
+        if !(0.0..=1.0).contains(&rule.loss) {
+            return Err(error(
+                jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                format!("loss {} is not a fraction between 0 and 1", rule.loss),
+            ));
+        }
+        let rule = LinkRule {
+            drop: rule.drop,
+            delay_ms: rule.delay_ms,
+            jitter_ms: rule.jitter_ms,
+            loss_ppm: (rule.loss * 1_000_000.0).round() as u32,
+            rate_bps: rule.rate_bps,
+        };
+        self.p2p()?
+            .set_link_rule(target, rule)
+            .await
+            .map(|n| n as u64)
+            .map_err(p2p_error)
+    }
+
+    async fn net_get_links(&self) -> RpcResult<Vec<LinkEntry>> {
+        let rules = self.p2p()?.link_rules().await.map_err(p2p_error)?;
+        Ok(rules
+            .into_iter()
+            .map(|(peer, r)| LinkEntry {
+                peer: peer.map_or("*".to_string(), |p| p.to_string()),
+                rule: LinkView {
+                    drop: r.drop,
+                    delay_ms: r.delay_ms,
+                    jitter_ms: r.jitter_ms,
+                    loss: f64::from(r.loss_ppm) / 1_000_000.0,
+                    rate_bps: r.rate_bps,
+                },
+            })
+            .collect())
     }
 
     async fn subscribe_new_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

@@ -20,7 +20,7 @@ pub struct Running {
     /// Where the JSON-RPC server listens (HTTP and WebSocket).
     pub rpc_addr: SocketAddr,
     /// The P2P layer, unless disabled.
-    pub p2p: Option<crate::p2p::P2pHandle>,
+    pub p2p: Option<cairn_p2p::P2pHandle>,
     pub report: OpenReport,
     rpc: ServerHandle,
     stop_tasks: watch::Sender<bool>,
@@ -60,19 +60,24 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
         .with_context(|| format!("cannot open the node in {}", datadir.display()))?;
     let (stop_tasks, stopped) = watch::channel(false);
     let p2p = if node.config.p2p.enabled {
-        let handle = crate::p2p::start(
-            node.clone(),
+        let n = node.clone();
+        let store = tokio::task::spawn_blocking(move || crate::network::SledPeerStore::open(&n))
+            .await?
+            .context("cannot open the peer store")?;
+        let handle = cairn_p2p::start(
+            Arc::new(crate::network::NodeBackend(node.clone())),
+            Arc::new(store),
             node.config.p2p_addr,
             node.config.peers.clone(),
             node.config.p2p.clone(),
             stopped.clone(),
         )
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen for peers on {} (is the port in use? choose another with --p2p-addr)",
-                node.config.p2p_addr
-            )
+        .map_err(|e| match e {
+            cairn_p2p::P2pError::Listen { addr, error } => anyhow::anyhow!(
+                "cannot listen for peers on {addr}: {error} (is the port in use? choose another with --p2p-addr)"
+            ),
+            other => anyhow::anyhow!("cannot start P2P: {other}"),
         })?;
         Some(handle)
     } else {

@@ -286,13 +286,71 @@ pub enum PeerRef {
 /// `net_getPeers`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerView {
+    /// The connection's number (a reconnection gets a new one).
     pub id: u64,
+    /// The address we dialled, or the one the peer listens on.
     pub address: String,
     /// `inbound` or `outbound`.
     pub direction: String,
+    /// The best height the peer showed or claimed.
     pub height: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// The socket's remote address.
+    #[serde(default)]
+    pub remote: String,
+    /// The best block whose header the peer showed us (validated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_hash: Option<BlockHash>,
+    #[serde(default)]
+    pub user_agent: String,
+    /// The operator's own peer (`--peer`, `net_addPeer`, `--whitelist`,
+    /// loopback on dev): disconnected on misbehaviour, never banned.
+    #[serde(default)]
+    pub local: bool,
+    #[serde(default)]
+    pub connected_secs: u64,
+    /// Blocks we are downloading from it now.
+    #[serde(default)]
+    pub blocks_in_flight: u64,
+}
+
+/// `net_listBanned`: one ban.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanView {
+    /// An IP, a subnet (`10.0.0.0/8`), or `ip:port` for a loopback peer.
+    pub target: String,
+    pub created_ms: u64,
+    /// The ban ends then (ms since the Unix epoch).
+    pub until_ms: u64,
+    pub reason: String,
+    /// `auto` (misbehaviour) or `operator` (`net_setBan`).
+    pub origin: String,
+}
+
+/// A link fault on the messages a node sends to a peer (`net_setLink`).
+/// Every field is optional; an all-default rule clears the fault.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkView {
+    /// Nothing passes, in either direction: the peers are partitioned.
+    pub drop: bool,
+    /// Every message waits this long.
+    pub delay_ms: u64,
+    /// Plus up to this much more, at random.
+    pub jitter_ms: u64,
+    /// The fraction of messages lost, 0 to 1.
+    pub loss: f64,
+    /// At most this many bits per second (0: no limit).
+    pub rate_bps: u64,
+}
+
+/// `net_getLinks`: a link fault and whom it applies to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkEntry {
+    /// The peer's listen address, or `*` for every peer.
+    pub peer: String,
+    pub rule: LinkView,
 }
 
 /// The Cairn JSON-RPC API.
@@ -358,13 +416,41 @@ pub trait CairnApi {
     #[method(name = "net_getPeers")]
     async fn net_get_peers(&self) -> RpcResult<Vec<PeerView>>;
 
-    /// Connects to a peer at `host:port`.
+    /// Connects to a peer at `host:port` and returns it once connected; an
+    /// error says why not (unreachable, refused and why). Lifts an earlier
+    /// `net_disconnectPeer` and any ban on that address.
     #[method(name = "net_addPeer")]
-    async fn net_add_peer(&self, address: String) -> RpcResult<()>;
+    async fn net_add_peer(&self, address: String) -> RpcResult<PeerView>;
 
-    /// Disconnects a peer by id (a number) or address (`host:port`).
+    /// Disconnects a peer by id (a number) or address (`host:port`) and
+    /// keeps it away until `net_addPeer`.
     #[method(name = "net_disconnectPeer")]
     async fn net_disconnect_peer(&self, peer: PeerRef) -> RpcResult<()>;
+
+    /// Current bans.
+    #[method(name = "net_listBanned")]
+    async fn net_list_banned(&self) -> RpcResult<Vec<BanView>>;
+
+    /// Bans an IP, a subnet (`10.0.0.0/8`) or, on loopback, an `ip:port`
+    /// for `duration_secs` seconds (0 lifts the ban). Connected peers it
+    /// covers are disconnected.
+    #[method(name = "net_setBan")]
+    async fn net_set_ban(&self, target: String, duration_secs: u64) -> RpcResult<()>;
+
+    /// Lifts every ban; returns how many there were.
+    #[method(name = "net_clearBanned")]
+    async fn net_clear_banned(&self) -> RpcResult<u64>;
+
+    /// Sets a link fault on what this node sends to the peer listening at
+    /// `peer` (`host:port`), or to every peer (`*`): partition (`drop`),
+    /// delay, jitter, loss, rate. A default rule clears it. Returns how many
+    /// connected peers it applies to. Never causes a ban.
+    #[method(name = "net_setLink")]
+    async fn net_set_link(&self, peer: String, rule: LinkView) -> RpcResult<u64>;
+
+    /// The link faults in force.
+    #[method(name = "net_getLinks")]
+    async fn net_get_links(&self) -> RpcResult<Vec<LinkEntry>>;
 
     /// Each new best block's header, as it arrives (WebSocket only).
     #[subscription(name = "chain_subscribeNewHeads" => "chain_newHead", unsubscribe = "chain_unsubscribeNewHeads", item = HeaderView)]
