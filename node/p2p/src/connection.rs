@@ -107,7 +107,7 @@ impl Outbox {
 
 /// The message kind of an encoded frame (its borsh tag), for metrics.
 fn kind_of(frame: &[u8]) -> &'static str {
-    const KINDS: [&str; 15] = [
+    const KINDS: [&str; 16] = [
         "hello",
         "reject",
         "ping",
@@ -123,6 +123,7 @@ fn kind_of(frame: &[u8]) -> &'static str {
         "invtxs",
         "gettxs",
         "txs",
+        "welcome",
     ];
     frame
         .first()
@@ -140,7 +141,11 @@ pub enum ConnEvent {
         hello: Box<Hello>,
         reply: oneshot::Sender<Admission>,
     },
-    /// The connection ended before it was admitted.
+    /// Both sides accepted: the connection is up.
+    Established {
+        id: u64,
+    },
+    /// The connection ended before it was up.
     Failed {
         id: u64,
         error: ConnectError,
@@ -304,6 +309,19 @@ pub async fn run(
             return;
         }
     };
+    // both sides said welcome, or one refused
+    if let Err(error) = welcome(&ctx, &mut framed).await {
+        let _ = ctx.events.send(ConnEvent::Failed { id, error }).await;
+        return;
+    }
+    if ctx
+        .events
+        .send(ConnEvent::Established { id })
+        .await
+        .is_err()
+    {
+        return;
+    }
     framed.codec_mut().set_max_frame_length(ctx.frame_limit);
     let Admitted {
         outbox,
@@ -388,6 +406,39 @@ async fn handshake(
         ));
     }
     Ok(theirs)
+}
+
+/// Sends our welcome and waits for theirs.
+async fn welcome(
+    ctx: &ConnCtx,
+    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+) -> Result<(), ConnectError> {
+    let timeout_ms = ctx.cfg.handshake_timeout_ms;
+    let exchange = async {
+        framed
+            .send(Bytes::from(Message::Welcome.encode()))
+            .await
+            .map_err(|_| ConnectError::Closed)?;
+        match framed.next().await {
+            None => Err(ConnectError::Closed),
+            Some(Err(e)) => Err(match read_error(e) {
+                Ok(_) => ConnectError::Closed,
+                Err(m) => ConnectError::Abuse(m),
+            }),
+            Some(Ok(frame)) => match Message::decode(&frame) {
+                Ok(Message::Welcome) => Ok(()),
+                Ok(Message::Reject(r)) => Err(ConnectError::Refused(r)),
+                Ok(other) => Err(ConnectError::Abuse(Misbehaviour::Undecodable(format!(
+                    "expected a welcome, got {}",
+                    other.kind()
+                )))),
+                Err(e) => Err(ConnectError::Abuse(decode_error(e))),
+            },
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(timeout_ms), exchange)
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout_ms))?
 }
 
 /// Token bucket in thousandths of a message.

@@ -218,7 +218,10 @@ pub(crate) struct Manager {
     pub eviction_key: EvictionKey,
     pub listen_addr: SocketAddr,
     pub peers: HashMap<u64, Peer>,
+    /// Connections not admitted yet.
     pub pending: HashMap<u64, Pending>,
+    /// Connections we admitted, waiting for the peer's welcome.
+    pub half_open: HashMap<u64, Peer>,
     pub next_id: u64,
     pub tree: HeaderTree,
     pub downloader: Downloader,
@@ -333,6 +336,7 @@ impl Manager {
             listen_addr: s.listen_addr,
             peers: HashMap::new(),
             pending: HashMap::new(),
+            half_open: HashMap::new(),
             next_id: 1,
             tree: HeaderTree::default(),
             downloader,
@@ -427,7 +431,7 @@ impl Manager {
 
     fn is_local_addr(&self, remote: &SocketAddr, book: Option<&PeerAddr>) -> bool {
         self.whitelist.is_whitelisted(remote)
-            || (self.loopback_local() && remote.ip().is_loopback())
+            || (self.loopback_local() && classify(remote.ip()) == NetClass::Loopback)
             || book.is_some_and(|a| self.book.is_operator(a))
     }
 
@@ -477,6 +481,7 @@ impl Manager {
 
     fn our_nonce(&self, nonce: u64) -> bool {
         self.pending.values().any(|p| p.nonce == nonce)
+            || self.half_open.values().any(|p| p.nonce == nonce)
             || self.peers.values().any(|p| p.nonce == nonce)
     }
 
@@ -533,7 +538,7 @@ impl Manager {
     // ----- connections -----
 
     fn on_accept(&mut self, stream: TcpStream, remote: SocketAddr) {
-        if self.pending.len() >= self.cfg.max_pending_handshakes {
+        if self.pending.len() + self.half_open.len() >= self.cfg.max_pending_handshakes {
             tracing::debug!("refusing {remote}: too many connections in their handshake");
             return;
         }
@@ -600,6 +605,7 @@ impl Manager {
                 hello,
                 reply,
             } => self.on_handshaked(id, remote, *hello, reply),
+            ConnEvent::Established { id } => self.on_established(id),
             ConnEvent::Failed { id, error } => self.on_failed(id, error),
             ConnEvent::Message { id, msg } => self.on_message(id, msg),
             ConnEvent::Closed { id, reason } => self.on_closed(id, reason),
@@ -607,8 +613,14 @@ impl Manager {
     }
 
     fn on_failed(&mut self, id: u64, error: ConnectError) {
-        let Some(p) = self.pending.remove(&id) else {
-            return;
+        let p = match (self.pending.remove(&id), self.half_open.remove(&id)) {
+            (Some(p), _) => p,
+            (None, Some(peer)) => Pending {
+                direction: peer.direction,
+                dial: peer.dial,
+                nonce: peer.nonce,
+            },
+            (None, None) => return,
         };
         let now = now_ms();
         if let Some(addr) = &p.dial {
@@ -629,8 +641,17 @@ impl Manager {
                 ConnectError::RefusedByUs(code, _) => FailureKind::Refused(refuse_kind(*code)),
                 ConnectError::Abuse(_) => FailureKind::Closed,
             };
-            self.book.mark_failure(addr, kind, now);
-            tracing::debug!("connection to {addr} failed: {error}");
+            let next = self.book.mark_failure(addr, kind, now);
+            let wait = next.map(|t| t.saturating_sub(now) / 1000).unwrap_or(0);
+            match &error {
+                // the operator wants to know why a peer will not have us
+                ConnectError::Refused(_) | ConnectError::RefusedByUs(..) => {
+                    tracing::info!("connection to {addr} failed: {error}; next attempt in {wait} s")
+                }
+                _ => tracing::debug!(
+                    "connection to {addr} failed: {error}; next attempt in {wait} s"
+                ),
+            }
         } else {
             tracing::debug!("inbound connection {id} failed: {error}");
         }
@@ -643,7 +664,12 @@ impl Manager {
             );
         }
         if let Some(w) = self.add_waiters.remove(&id) {
-            let _ = w.send(Err(P2pError::ConnectFailed(error.to_string())));
+            let e = match error {
+                ConnectError::Refused(r) => P2pError::Refused(r.code, r.reason),
+                ConnectError::RefusedByUs(code, reason) => P2pError::Refused(code, reason),
+                other => P2pError::ConnectFailed(other.to_string()),
+            };
+            let _ = w.send(Err(e));
         }
     }
 
@@ -699,9 +725,6 @@ impl Manager {
         if reply.send(Admission::Admit(admitted)).is_err() {
             return;
         }
-        if let Some(addr) = &pending.dial {
-            self.book.mark_success(addr, now);
-        }
         let mut known_blocks = Recent::new(16_384);
         known_blocks.insert(hello.best_hash);
         let instant = Instant::now();
@@ -741,14 +764,29 @@ impl Manager {
             addrs_asked: false,
             addr_tokens: (10, instant),
         };
+        self.half_open.insert(id, peer);
+    }
+
+    /// Both sides welcomed the connection: the peer is up.
+    fn on_established(&mut self, id: u64) {
+        let Some(mut peer) = self.half_open.remove(&id) else {
+            return;
+        };
+        let now = now_ms();
+        peer.connected_at = Instant::now();
+        peer.connected_ms = now;
+        if let Some(addr) = &peer.dial {
+            self.book.mark_success(addr, now);
+        }
         tracing::info!(
             "peer {id} connected: {} ({}), claims height {}",
             peer.address(),
             peer.direction.as_str(),
-            hello.best_height
+            peer.claimed_height
         );
         let info = peer.info(id);
         let outbound = peer.direction == Direction::Outbound;
+        let best_hash = peer.hint.unwrap_or_default();
         self.peers.insert(id, peer);
         if let Some(w) = self.add_waiters.remove(&id) {
             let _ = w.send(Ok(info));
@@ -760,7 +798,6 @@ impl Manager {
             self.send(id, Message::GetAddrs);
         }
         // what it claims only says whom to ask: find out whether we know its tip
-        let best_hash = hello.best_hash;
         if let Some(m) = self.tree.get(&best_hash).copied() {
             self.on_job(Job::HelloResolved { id, best: Some(m) });
         } else {
@@ -808,7 +845,7 @@ impl Manager {
         if inbound && listen.is_some_and(|l| self.book.is_blocked(&PeerAddr::Ip(l))) {
             return Some((
                 RejectCode::OperatorDisconnected,
-                "disconnected by the operator; it stays away until net_addPeer".into(),
+                "until its operator calls net_addPeer for this node".into(),
             ));
         }
         if let Some(l) = listen {
@@ -826,7 +863,8 @@ impl Manager {
             }
         }
         if inbound {
-            let exempt = local || (self.loopback_local() && remote.ip().is_loopback());
+            let exempt =
+                local || (self.loopback_local() && classify(remote.ip()) == NetClass::Loopback);
             if !exempt {
                 let same_ip = self
                     .peers
@@ -885,6 +923,13 @@ impl Manager {
         }
         if let Some(p) = self.peers.get(&id) {
             tracing::info!("peer {id} ({}) disconnected: {reason}", p.address());
+            // a peer that hangs up right after the handshake is not a success
+            // to redial at once
+            if p.connected_at.elapsed() < Duration::from_secs(10)
+                && let Some(addr) = p.dial.clone()
+            {
+                self.book.mark_failure(&addr, FailureKind::Closed, now_ms());
+            }
         }
         self.remove_peer(id);
     }
@@ -935,7 +980,8 @@ impl Manager {
             ),
             // requests are answered by the connection's server; a second
             // hello is caught by the connection task
-            Message::Hello(_)
+            Message::Welcome
+            | Message::Hello(_)
             | Message::GetHeaders(_)
             | Message::GetBlocks(_)
             | Message::GetTxs(_) => {}

@@ -168,6 +168,9 @@ pub enum Message {
     InvTxs(Vec<TxId>),
     GetTxs(Vec<TxId>),
     Txs(Vec<SignedTransfer>),
+    /// After the hellos: the sender accepts the connection (the other
+    /// answer is a `Reject`). A connection is up once both sides sent it.
+    Welcome,
 }
 
 /// A message that breaks the protocol's bounds.
@@ -231,7 +234,11 @@ impl Message {
             Message::Headers(v) => over("headers", v.len(), MAX_HEADERS),
             Message::NewHeaders(v) => over("announced headers", v.len(), MAX_ANNOUNCE),
             Message::Txs(v) => over("transfers", v.len(), MAX_INV),
-            Message::Ping(_) | Message::Pong(_) | Message::GetAddrs | Message::Block(_) => Ok(()),
+            Message::Ping(_)
+            | Message::Pong(_)
+            | Message::GetAddrs
+            | Message::Block(_)
+            | Message::Welcome => Ok(()),
         }
     }
 
@@ -253,6 +260,7 @@ impl Message {
             Message::InvTxs(_) => "invtxs",
             Message::GetTxs(_) => "gettxs",
             Message::Txs(_) => "txs",
+            Message::Welcome => "welcome",
         }
     }
 }

@@ -25,6 +25,9 @@ use crate::message::{MAX_GET_BLOCKS, MAX_HEADERS, MAX_LOCATOR, Message};
 use crate::peer::Misbehaviour;
 use crate::progress::{SyncProgress, progress};
 
+/// Blocks behind the best header from which the node counts as syncing.
+const SYNC_THRESHOLD: u64 = 8;
+
 impl Manager {
     pub(crate) fn on_job(&mut self, job: Job) {
         match job {
@@ -546,6 +549,9 @@ impl Manager {
         self.announce_tip(&[header]);
     }
 
+    /// Sync progress, while the node is catching up: from the moment the
+    /// best header is [`SYNC_THRESHOLD`] blocks ahead until every block of
+    /// its chain is in (a block or two in flight is ordinary relay).
     pub(crate) fn current_progress(&mut self) -> Option<SyncProgress> {
         let best = self.tree.best()?;
         if best.work <= self.tip.work {
@@ -553,6 +559,10 @@ impl Manager {
         }
         let (_, path) = self.tree.path();
         let remaining = path.len() as u64;
+        let threshold = if self.was_syncing { 1 } else { SYNC_THRESHOLD };
+        if remaining < threshold {
+            return None;
+        }
         Some(progress(
             best.header.height.0,
             remaining,
