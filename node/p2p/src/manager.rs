@@ -95,6 +95,9 @@ pub(crate) struct Peer {
     pub claimed_work: Option<Work>,
     pub claimed_height: u64,
     pub best_known: Option<Shown>,
+    /// The height of the best block we announced to it (for display: what
+    /// it has from us, as far as we know).
+    pub sent_height: u64,
     /// A block it announced (its handshake's best block) that we do not
     /// know yet: once its header is validated, the peer counts as having it.
     pub hint: Option<BlockHash>,
@@ -144,7 +147,8 @@ impl Peer {
                 .best_known
                 .map(|s| s.height)
                 .unwrap_or(0)
-                .max(self.claimed_height),
+                .max(self.claimed_height)
+                .max(self.sent_height),
             best_hash: self.best_known.map(|s| s.hash),
             latency_ms: self.latency_ms,
             user_agent: self.user_agent.clone(),
@@ -744,6 +748,7 @@ impl Manager {
             claimed_work: Some(hello.best_work),
             claimed_height: hello.best_height,
             best_known: None,
+            sent_height: 0,
             hint: Some(hello.best_hash),
             headers: PeerHeaders::default(),
             headers_request: None,

@@ -39,6 +39,7 @@ impl Manager {
                 continue;
             };
             if p.known_blocks.contains(&tip_hash) {
+                p.sent_height = p.sent_height.max(tip.height.0);
                 continue;
             }
             // skip the ones it has; it asks for the parent if it lacks it
@@ -49,6 +50,7 @@ impl Manager {
             for h in &hashes[from..] {
                 p.known_blocks.insert(*h);
             }
+            p.sent_height = p.sent_height.max(tip.height.0);
             let msg = Message::NewHeaders(headers[from..].to_vec());
             self.send(id, msg);
         }
