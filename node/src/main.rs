@@ -99,6 +99,23 @@ struct RunArgs {
     /// Rebuild the account state and indexes from the stored blocks before starting.
     #[arg(long)]
     reindex: bool,
+
+    /// Peers in this range (an IP or a subnet such as 10.0.0.0/8; repeatable) are
+    /// your own: disconnected if they misbehave but never banned, and not limited
+    /// per address. Peers given with --peer or net_addPeer, and loopback peers on
+    /// dev networks, are treated so already.
+    #[arg(
+        long,
+        env = "CAIRN_WHITELIST",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = parse_net
+    )]
+    whitelist: Vec<cairn_node::p2p::IpNet>,
+}
+
+fn parse_net(s: &str) -> Result<cairn_node::p2p::IpNet, String> {
+    cairn_node::p2p::bans::parse_net(s).map_err(|e| e.to_string())
 }
 
 /// The TOML config file: every field optional.
@@ -206,6 +223,7 @@ fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig)> {
     config.mempool = file.mempool.unwrap_or_default();
     config.storage = file.storage.unwrap_or_default();
     config.p2p = file.p2p.unwrap_or_default();
+    config.p2p.whitelist.extend(args.whitelist.iter().copied());
     config.mining = file.mining.unwrap_or_default();
     if args.mine {
         config.mining.enabled = true;

@@ -58,6 +58,7 @@ pub use backend::{
 };
 pub use bans::{BanOrigin, BanView};
 pub use config::P2pConfig;
+pub use ipnet::IpNet;
 pub use link::LinkRule;
 pub use message::RejectCode;
 pub use peer::Direction;
