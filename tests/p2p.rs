@@ -491,3 +491,194 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     victim.stop().await;
     friend.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bans_are_listed_set_and_cleared_by_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&dir.path().join("a"), vec![]).await;
+    let b = start(&dir.path().join("b"), vec![p2p(&a)]).await;
+    let (ra, rb) = (http(&a.rpc_url()), http(&b.rpc_url()));
+    let both = vec![ra.clone(), rb.clone()];
+    wait_all(
+        "a and b connected",
+        &both,
+        Duration::from_secs(30),
+        |r| async move {
+            r.net_get_peers()
+                .await
+                .map(|p| p.len() == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    assert!(ra.net_list_banned().await.unwrap().is_empty());
+
+    // bad targets are refused with a message that says what to send
+    for bad in ["not an address", "10.0.0.0/33", "1.2.3.4:0"] {
+        let e = ra.net_set_ban(bad.into(), 60).await.unwrap_err();
+        assert_eq!(code(&e), -32602, "{bad}: {e}");
+    }
+    // a subnet ban lists with its reason and origin
+    ra.net_set_ban("203.0.113.0/24".into(), 3600).await.unwrap();
+    let bans = ra.net_list_banned().await.unwrap();
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].target, "203.0.113.0/24");
+    assert_eq!(bans[0].origin, "operator");
+    assert!(bans[0].until_ms > bans[0].created_ms + 3_500_000);
+
+    // banning a connected peer's exact address drops it, and it stays out
+    let b_addr = p2p(&b);
+    ra.net_set_ban(b_addr.clone(), 3600).await.unwrap();
+    wait_all(
+        "the banned peer dropped",
+        &both,
+        Duration::from_secs(30),
+        |r| async move {
+            r.net_get_peers()
+                .await
+                .map(|p| p.is_empty())
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    // the banned side is refused, and told why
+    let e = rb.net_add_peer(p2p(&a)).await.unwrap_err();
+    assert!(e.to_string().contains("banned"), "{e}");
+    // lifting it with a duration of 0, then clearing the rest
+    ra.net_set_ban(b_addr.clone(), 0).await.unwrap();
+    assert_eq!(ra.net_list_banned().await.unwrap().len(), 1);
+    assert_eq!(ra.net_clear_banned().await.unwrap(), 1);
+    assert!(ra.net_list_banned().await.unwrap().is_empty());
+    // net_addPeer on the banning side also lifts a ban it names
+    ra.net_set_ban(b_addr.clone(), 3600).await.unwrap();
+    let peer = ra.net_add_peer(b_addr.clone()).await.unwrap();
+    assert_eq!(peer.address, b_addr);
+    assert!(ra.net_list_banned().await.unwrap().is_empty());
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn net_add_peer_says_why_a_connection_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&dir.path().join("a"), vec![]).await;
+    let ra = http(&a.rpc_url());
+    // nothing listens there
+    let free = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = free.local_addr().unwrap().to_string();
+    drop(free);
+    let e = ra.net_add_peer(closed.clone()).await.unwrap_err();
+    assert_eq!(code(&e), cairn_api::codes::PEER_FAILED);
+    assert!(e.to_string().contains("cannot connect"), "{e}");
+    // not an address
+    let e = ra.net_add_peer("nowhere".into()).await.unwrap_err();
+    assert_eq!(code(&e), -32602, "{e}");
+    // a node on another network: refused, naming both genesis hashes
+    let other = cairn_genesis::Network::builtin("testnet").unwrap();
+    let mut cfg = config(&dir.path().join("t"), vec![]);
+    cfg.p2p.dev_loopback_is_local = true;
+    let t = service::launch(other.clone(), cfg).await.unwrap();
+    let e = ra.net_add_peer(p2p(&t)).await.unwrap_err();
+    assert!(
+        e.to_string().contains(&other.genesis_hash.to_hex()),
+        "names the other genesis: {e}"
+    );
+    assert!(ra.net_get_peers().await.unwrap().is_empty());
+    a.stop().await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_fault_partitions_without_bans_and_heals_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&dir.path().join("a"), vec![]).await;
+    let b = start(&dir.path().join("b"), vec![p2p(&a)]).await;
+    let (ra, rb) = (http(&a.rpc_url()), http(&b.rpc_url()));
+    let both = vec![ra.clone(), rb.clone()];
+    wait_all(
+        "connected",
+        &both,
+        Duration::from_secs(30),
+        |r| async move {
+            r.net_get_peers()
+                .await
+                .map(|p| p.len() == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let drop_rule = cairn_api::LinkView {
+        drop: true,
+        ..Default::default()
+    };
+    // a partition set on one side cuts both directions
+    assert_eq!(
+        ra.net_set_link(p2p(&b), drop_rule.clone()).await.unwrap(),
+        1
+    );
+    wait_all("apart", &both, Duration::from_secs(30), |r| async move {
+        r.net_get_peers()
+            .await
+            .map(|p| p.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    let miner = text(&dev_accounts()[1].address);
+    let b_tip = *rb
+        .mining_generate(3, miner.clone())
+        .await
+        .unwrap()
+        .last()
+        .unwrap();
+    assert_ne!(tip(&ra).await, Some(b_tip));
+    let links = ra.net_get_links().await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert!(links[0].rule.drop);
+    let e = ra.net_add_peer(p2p(&b)).await.unwrap_err();
+    assert!(e.to_string().contains("link fault"), "{e}");
+    // bad rules are refused
+    let e = ra
+        .net_set_link(
+            "*".into(),
+            cairn_api::LinkView {
+                loss: 1.5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), -32602);
+    // heal: b redials at once (no backoff left over) and a catches up
+    ra.net_set_link(p2p(&b), Default::default()).await.unwrap();
+    assert!(ra.net_get_links().await.unwrap().is_empty());
+    wait_all(
+        "healed and synced",
+        &both,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(b_tip) },
+    )
+    .await;
+    for r in &both {
+        assert!(r.net_list_banned().await.unwrap().is_empty());
+    }
+    // a delay on every link still delivers
+    ra.net_set_link(
+        "*".into(),
+        cairn_api::LinkView {
+            delay_ms: 50,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let later = ra.mining_generate(1, miner).await.unwrap()[0];
+    wait_all(
+        "the delayed block arrives",
+        &both,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(later) },
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

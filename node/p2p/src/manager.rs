@@ -834,11 +834,19 @@ impl Manager {
         if self.our_nonce(hello.nonce) {
             return Some((RejectCode::SelfConnection, "connected to ourselves".into()));
         }
-        if !local
-            && (self.bans.is_banned(&remote, now).is_some()
-                || listen.is_some_and(|l| self.bans.is_banned(&l, now).is_some()))
+        // automatic bans never hold the operator's own peers; the
+        // operator's own bans hold everyone
+        let ban = self
+            .bans
+            .is_banned(&remote, now)
+            .or_else(|| listen.and_then(|l| self.bans.is_banned(&l, now)));
+        if let Some(b) = ban
+            && (!local || b.origin == BanOrigin::Operator)
         {
-            return Some((RejectCode::Banned, "banned".into()));
+            return Some((
+                RejectCode::Banned,
+                format!("banned until {} ms", b.until_ms),
+            ));
         }
         if self.rule_for(listen).drop {
             return Some((

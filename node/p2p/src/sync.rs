@@ -180,7 +180,16 @@ impl Manager {
             return;
         };
         let (context, continues) = match p.headers.tail() {
-            Some((tail, ctx)) if answer && tail == first.parent => (ctx, true),
+            Some((tail, mut ctx)) if answer && tail == first.parent => {
+                // the held chain may hang off the header tree: its ancestors
+                // there count for the median time too
+                if let Some(root) = ctx.last().map(|m| m.header.parent)
+                    && ctx.len() < MEDIAN_TIME_SPAN
+                {
+                    ctx.extend(self.tree.ancestors(&root, MEDIAN_TIME_SPAN - ctx.len()));
+                }
+                (ctx, true)
+            }
             _ => (self.tree.ancestors(&first.parent, MEDIAN_TIME_SPAN), false),
         };
         let backend = self.backend.clone();
