@@ -41,7 +41,7 @@ fn mesh(n: usize, miners: usize, block_time: &str) -> Mesh {
     let prefix = dev().params.address_prefix;
     let mut nodes: Vec<NodeProcess> = Vec::new();
     let mut p2p: Vec<String> = Vec::new();
-    for i in 0..n {
+    for (i, account) in accounts.iter().enumerate().take(n) {
         let mut args: Vec<String> = vec![
             "--network".into(),
             "dev".into(),
@@ -58,7 +58,7 @@ fn mesh(n: usize, miners: usize, block_time: &str) -> Mesh {
                 "--block-time".into(),
                 block_time.into(),
                 "--miner-address".into(),
-                accounts[i].address.encode(&prefix),
+                account.address.encode(&prefix),
             ]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -344,9 +344,9 @@ impl Blocks {
             let mut i = 0;
             while i < comp.len() {
                 let x = comp[i];
-                for y in 0..self.n {
-                    if !seen[y] && self.usable(x, y) {
-                        seen[y] = true;
+                for (y, seen_y) in seen.iter_mut().enumerate() {
+                    if !*seen_y && self.usable(x, y) {
+                        *seen_y = true;
                         comp.push(y);
                     }
                 }
