@@ -295,11 +295,9 @@ async fn a_restarted_node_rejoins_and_catches_up() {
     let later = *r0.mining_generate(25, miner).await.unwrap().last().unwrap();
     let n1 = start(&dir.path().join("n1"), vec![p2p(&n0)]).await;
     let rpcs = vec![r0, http(&n1.rpc_url())];
-    assert_eq!(
-        rpcs[1].chain_get_info().await.unwrap().height,
-        10,
-        "kept its chain"
-    );
+    // it reopened its chain (it may already be syncing past it)
+    assert!(!n1.report.created, "kept its chain");
+    assert!(rpcs[1].chain_get_info().await.unwrap().height >= 10);
     wait_all(
         "the restarted node caught up",
         &rpcs,
