@@ -113,7 +113,7 @@ async fn a_transfer_reaches_every_mempool_of_five_and_is_mined() {
         let peers = nodes.last().map(|n| vec![p2p(n)]).unwrap_or_default();
         nodes.push(start(&dir.path().join(format!("n{i}")), peers).await);
     }
-    let rpcs: Vec<HttpClient> = nodes.iter().map(|n| http(&n.rpc_url())).collect();
+    let rpcs: Vec<HttpClient> = nodes.iter().map(|n| n.client()).collect();
     wait_all(
         "every node to have a peer",
         &rpcs,
@@ -170,10 +170,7 @@ async fn a_partition_heals_onto_the_branch_with_more_work() {
     let a1 = start(&dir.path().join("a1"), vec![p2p(&a0)]).await;
     let b0 = start(&dir.path().join("b0"), vec![]).await;
     let b1 = start(&dir.path().join("b1"), vec![p2p(&b0)]).await;
-    let all: Vec<HttpClient> = [&a0, &a1, &b0, &b1]
-        .iter()
-        .map(|n| http(&n.rpc_url()))
-        .collect();
+    let all: Vec<HttpClient> = [&a0, &a1, &b0, &b1].iter().map(|n| n.client()).collect();
     let (ga, gb) = (&all[..2], &all[2..]);
     wait_all(
         "each group connected",
@@ -274,7 +271,7 @@ async fn a_restarted_node_rejoins_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let n0 = start(&dir.path().join("n0"), vec![]).await;
     let n1 = start(&dir.path().join("n1"), vec![p2p(&n0)]).await;
-    let r0 = http(&n0.rpc_url());
+    let r0 = n0.client();
     let miner = text(&dev_accounts()[1].address);
     let first = *r0
         .mining_generate(10, miner.clone())
@@ -282,7 +279,7 @@ async fn a_restarted_node_rejoins_and_catches_up() {
         .unwrap()
         .last()
         .unwrap();
-    let rpcs = vec![r0.clone(), http(&n1.rpc_url())];
+    let rpcs = vec![r0.clone(), n1.client()];
     wait_all(
         "both at height 10",
         &rpcs,
@@ -294,7 +291,7 @@ async fn a_restarted_node_rejoins_and_catches_up() {
     n1.stop().await;
     let later = *r0.mining_generate(25, miner).await.unwrap().last().unwrap();
     let n1 = start(&dir.path().join("n1"), vec![p2p(&n0)]).await;
-    let rpcs = vec![r0, http(&n1.rpc_url())];
+    let rpcs = vec![r0, n1.client()];
     assert_eq!(
         rpcs[1].chain_get_info().await.unwrap().height,
         10,
@@ -358,7 +355,7 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     let victim = service::launch(dev(), cfg).await.unwrap();
     let friend = start(&dir.path().join("friend"), vec![p2p(&victim)]).await;
     let addr = victim.p2p_addr().unwrap();
-    let rpcs = vec![http(&victim.rpc_url()), http(&friend.rpc_url())];
+    let rpcs = vec![victim.client(), friend.client()];
     let genesis = dev().genesis_hash;
     let wait = Duration::from_secs(10);
 

@@ -22,6 +22,9 @@ pub struct Running {
     /// The P2P layer, unless disabled.
     pub p2p: Option<crate::p2p::P2pHandle>,
     pub report: OpenReport,
+    /// The RPC cookie written to `<datadir>/.cookie` (absent when
+    /// `--rpc-password` replaces it).
+    pub cookie: Option<cairn_api::auth::Credentials>,
     rpc: ServerHandle,
     stop_tasks: watch::Sender<bool>,
 }
@@ -42,6 +45,28 @@ impl Running {
         format!("ws://{}", self.rpc_addr)
     }
 
+    /// Credentials for this node's RPC: the configured login, else the cookie.
+    pub fn credentials(&self) -> Option<cairn_api::auth::Credentials> {
+        let access = &self.node.config.access;
+        match (&access.user, &access.password) {
+            (Some(user), Some(password)) => Some(cairn_api::auth::Credentials {
+                user: user.clone(),
+                password: password.clone(),
+            }),
+            _ => self.cookie.clone(),
+        }
+    }
+
+    /// An HTTP JSON-RPC client of this node, with its credentials.
+    pub fn client(&self) -> jsonrpsee_http_client::HttpClient {
+        crate::client::http_client(
+            &self.rpc_url(),
+            self.credentials().as_ref(),
+            Duration::from_secs(120),
+        )
+        .expect("a client for a socket address builds")
+    }
+
     /// Stops mining and the RPC server, then flushes the store.
     pub async fn stop(self) {
         let _ = self.stop_tasks.send(true);
@@ -49,6 +74,9 @@ impl Running {
         self.rpc.stopped().await;
         let node = self.node.clone();
         let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
+        if self.cookie.is_some() {
+            crate::auth::remove_cookie(&self.node.config.datadir);
+        }
     }
 }
 
@@ -78,7 +106,14 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     } else {
         None
     };
-    let (rpc, rpc_addr) = crate::rpc::start(node.clone(), p2p.clone()).await.with_context(|| {
+    // the cookie is new on every start; a --rpc-password replaces it
+    let cookie = if node.config.access.password.is_none() {
+        Some(crate::auth::write_cookie(&node.config.datadir)?)
+    } else {
+        None
+    };
+    let auth = crate::auth::Authenticator::new(&node.config.access, cookie.clone())?;
+    let (rpc, rpc_addr) = crate::rpc::start(node.clone(), p2p.clone(), auth).await.with_context(|| {
         format!(
             "cannot start the JSON-RPC server on {} (is the port in use? choose another with --rpc-addr)",
             node.config.rpc_addr
@@ -96,6 +131,7 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
         rpc_addr,
         p2p,
         report,
+        cookie,
         rpc,
         stop_tasks,
     })

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cairn_api::auth::{Credentials, read_cookie};
 use cairn_consensus::transfer::public_key;
 use cairn_consensus::{Address, Amount, SignedTransfer, SigningKey, Transfer};
 use jsonrpsee::core::ClientError;
@@ -41,11 +42,48 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A client without credentials (the node answers 401 to its calls).
 pub fn http(url: &str) -> HttpClient {
     HttpClientBuilder::default()
         .request_timeout(Duration::from_secs(120))
         .build(url)
         .expect("client")
+}
+
+/// The `Authorization` header for `creds`.
+pub fn auth_headers(creds: &Credentials) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&creds.header()).expect("header value"),
+    );
+    h
+}
+
+/// A client sending `creds`.
+pub fn http_with(url: &str, creds: &Credentials) -> HttpClient {
+    HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(120))
+        .set_headers(auth_headers(creds))
+        .build(url)
+        .expect("client")
+}
+
+/// A client of the node whose datadir is `datadir`, with its cookie: how
+/// every test reaches a node it started as a process.
+pub fn client_for_datadir(url: &str, datadir: &Path) -> HttpClient {
+    let creds = read_cookie(datadir)
+        .unwrap_or_else(|e| panic!("the node's cookie in {}: {e}", datadir.display()));
+    http_with(url, &creds)
+}
+
+/// A WebSocket client sending `creds`.
+pub async fn ws_with(url: &str, creds: &Credentials) -> jsonrpsee_ws_client::WsClient {
+    jsonrpsee_ws_client::WsClientBuilder::default()
+        .set_headers(auth_headers(creds))
+        .build(url)
+        .await
+        .expect("websocket client")
 }
 
 /// The JSON-RPC error code of a failed call.
@@ -177,8 +215,14 @@ impl NodeProcess {
         }
     }
 
+    /// A client with the node's cookie.
     pub fn client(&self) -> HttpClient {
-        http(&self.rpc_url)
+        client_for_datadir(&self.rpc_url, &self.datadir)
+    }
+
+    /// The node's cookie.
+    pub fn cookie(&self) -> Credentials {
+        read_cookie(&self.datadir).expect("the node's cookie")
     }
 
     /// SIGTERM, then waits for a clean exit; returns the exit code.

@@ -67,9 +67,7 @@ pub enum AuthError {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "the RPC cookie {path} is not `__cookie__:<hex>`; restart the node to write a new one"
-    )]
+    #[error("the RPC cookie {path} is not `__cookie__:<hex>`; restart the node to write a new one")]
     Malformed { path: PathBuf },
 }
 
@@ -146,7 +144,10 @@ mod tests {
         assert_eq!((c.user.as_str(), c.password.as_str()), ("u", "p"));
         let err = find_credentials(None, None, Some(dir.path()), "dev").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(".cookie") && msg.contains("--datadir"), "{msg}");
+        assert!(
+            msg.contains(".cookie") && msg.contains("--datadir"),
+            "{msg}"
+        );
         std::fs::write(dir.path().join(COOKIE_FILE), "__cookie__:ff").unwrap();
         let c = find_credentials(None, None, Some(dir.path()), "dev").unwrap();
         assert_eq!(c.password, "ff");

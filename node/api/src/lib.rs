@@ -319,7 +319,6 @@ pub struct PeerView {
     pub latency_ms: Option<u64>,
 }
 
-
 /// `chain_getReorgs`: one change of the best chain that removed blocks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReorgView {

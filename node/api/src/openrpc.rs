@@ -51,10 +51,7 @@ pub fn document(specs: &[MethodSpec], version: &str) -> Value {
             method
         })
         .collect();
-    let schemas: Map<String, Value> = g
-        .take_definitions(true)
-        .into_iter()
-        .collect();
+    let schemas: Map<String, Value> = g.take_definitions(true).into_iter().collect();
     json!({
         "openrpc": OPENRPC_VERSION,
         "info": {

@@ -110,7 +110,11 @@ fn describe_value(v: &Value, defs: &serde_json::Map<String, Value>) -> String {
     if let Some(d) = v.get("description").and_then(Value::as_str) {
         return d.trim().trim_end_matches('.').to_string();
     }
-    if let Some(options) = v.get("anyOf").or_else(|| v.get("oneOf")).and_then(Value::as_array) {
+    if let Some(options) = v
+        .get("anyOf")
+        .or_else(|| v.get("oneOf"))
+        .and_then(Value::as_array)
+    {
         let parts: Vec<String> = options.iter().map(|o| describe_value(o, defs)).collect();
         return parts.join(" or ");
     }

@@ -22,7 +22,11 @@ fn the_openrpc_document_lists_every_declared_method_with_resolvable_schemas() {
     for (m, s) in methods.iter().zip(&specs) {
         assert_eq!(m["name"], s.name);
         assert_eq!(m["params"].as_array().unwrap().len(), s.params.len());
-        assert!(!m["summary"].as_str().unwrap().is_empty(), "{} has a doc", s.name);
+        assert!(
+            !m["summary"].as_str().unwrap().is_empty(),
+            "{} has a doc",
+            s.name
+        );
     }
     // every $ref points into components.schemas and resolves
     let schemas = doc["components"]["schemas"].as_object().unwrap();
@@ -64,9 +68,15 @@ fn bad_parameters_get_messages_that_say_what_to_send() {
     let get_block = spec("chain_getBlock");
     let msg = get_block.explain_bad_params(Some(&json!([])));
     assert!(msg.contains("needs parameter 1 (id)"), "{msg}");
-    assert!(msg.contains("block height") && msg.contains("hash"), "{msg}");
+    assert!(
+        msg.contains("block height") && msg.contains("hash"),
+        "{msg}"
+    );
     let msg = get_block.explain_bad_params(Some(&json!(["zz"])));
-    assert!(msg.contains("parameter 1 (id) of chain_getBlock must be"), "{msg}");
+    assert!(
+        msg.contains("parameter 1 (id) of chain_getBlock must be"),
+        "{msg}"
+    );
     assert!(msg.contains("\"zz\""), "{msg}");
     assert!(!msg.contains("untagged"), "{msg}");
     let msg = spec("chain_getInfo").explain_bad_params(Some(&json!([1])));
