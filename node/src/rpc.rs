@@ -652,13 +652,11 @@ impl CairnApiServer for RpcServer {
         blocking(move || faucet(&node, to, amount)).await
     }
 
-    async fn rpc_discover(&self) -> RpcResult<serde_json::Value> {
-        Ok(self
-            .openrpc
-            .get_or_init(|| {
-                cairn_api::openrpc::document(&cairn_api::method_specs(), env!("CARGO_PKG_VERSION"))
-            })
-            .clone())
+    async fn rpc_discover(&self) -> RpcResult<cairn_api::OpenRpcDocument> {
+        let doc = self.openrpc.get_or_init(|| {
+            cairn_api::openrpc::document(&cairn_api::method_specs(), env!("CARGO_PKG_VERSION"))
+        });
+        Ok(cairn_api::OpenRpcDocument(doc.clone()))
     }
 
     async fn rpc_methods(&self) -> RpcResult<cairn_api::RpcMethods> {

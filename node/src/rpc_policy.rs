@@ -194,6 +194,21 @@ where
         .params
         .as_ref()
         .and_then(|p| serde_json::from_str(p.get()).ok());
+    // the library ignores extra positional parameters; a caller who sends
+    // them has misunderstood the method, so say so
+    if let (Some(spec), Some(Value::Array(list))) = (spec, params.as_ref())
+        && list.len() > spec.params.len()
+    {
+        metrics::counter!("cairn_rpc_calls_total", "method" => label, "outcome" => "error")
+            .increment(1);
+        return MethodResponse::error(
+            id,
+            cairn_api::error(
+                INVALID_PARAMS_CODE,
+                spec.explain_bad_params(params.as_ref()),
+            ),
+        );
+    }
     let rp = inner.call(req).await;
     let mut outcome = if rp.is_success() { "ok" } else { "error" };
     let rp = if rp.is_error() && !rp.is_subscription() {

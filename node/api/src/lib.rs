@@ -399,6 +399,30 @@ pub struct MethodInfo {
     pub reason: Option<String>,
 }
 
+/// An OpenRPC document (`rpc.discover`), as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpenRpcDocument(pub serde_json::Value);
+
+impl JsonSchema for OpenRpcDocument {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OpenRpcDocument".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "An OpenRPC 1.x document (https://spec.open-rpc.org)",
+            "required": ["openrpc", "info", "methods"],
+            "properties": {
+                "openrpc": {"type": "string"},
+                "info": {"type": "object"},
+                "methods": {"type": "array", "items": {"type": "object"}},
+                "components": {"type": "object"},
+            },
+        })
+    }
+}
+
 pub mod auth;
 pub mod openrpc;
 mod spec;
@@ -534,7 +558,7 @@ cairn_rpc! {
 
     /// This API as an OpenRPC 1.x document: every method with its
     /// parameters and result schemas.
-    Read "rpc.discover" => fn rpc_discover() -> serde_json::Value;
+    Read "rpc.discover" => fn rpc_discover() -> OpenRpcDocument;
 
     /// The methods this node answers, with their classes.
     Read "rpc_methods" => fn rpc_methods() -> RpcMethods;
