@@ -86,6 +86,13 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     let (node, report) = tokio::task::spawn_blocking(move || Node::open(network, config))
         .await?
         .with_context(|| format!("cannot open the node in {}", datadir.display()))?;
+    // the cookie is new on every start; a --rpc-password replaces it
+    let cookie = if node.config.access.password.is_none() {
+        Some(crate::auth::write_cookie(&node.config.datadir)?)
+    } else {
+        None
+    };
+    let auth = crate::auth::Authenticator::new(&node.config.access, cookie.clone())?;
     let (stop_tasks, stopped) = watch::channel(false);
     let p2p = if node.config.p2p.enabled {
         let handle = crate::p2p::start(
@@ -106,13 +113,6 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     } else {
         None
     };
-    // the cookie is new on every start; a --rpc-password replaces it
-    let cookie = if node.config.access.password.is_none() {
-        Some(crate::auth::write_cookie(&node.config.datadir)?)
-    } else {
-        None
-    };
-    let auth = crate::auth::Authenticator::new(&node.config.access, cookie.clone())?;
     let (rpc, rpc_addr) = crate::rpc::start(node.clone(), p2p.clone(), auth).await.with_context(|| {
         format!(
             "cannot start the JSON-RPC server on {} (is the port in use? choose another with --rpc-addr)",
