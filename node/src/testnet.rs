@@ -298,6 +298,13 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
             e.datadir.join("node.log").display()
         );
     }
+    println!("\nMetrics (Prometheus text, no login needed; a Grafana dashboard is in docs/grafana/):");
+    for s in &started {
+        println!("  {:<8} {}/metrics", s.entry.name, s.entry.rpc);
+    }
+    println!(
+        "JSON-RPC calls need each node's cookie (DIR/node-N/.cookie): cairn-node rpc --rpc URL --datadir DIR/node-N METHOD"
+    );
     if is_dev {
         println!(
             "\nFunded at genesis: the ten dev accounts (see `cairn-node run --network dev` for their keys)."
