@@ -34,6 +34,8 @@ use crate::p2p::P2pHandle;
 pub struct Front {
     pub node: Arc<Node>,
     pub p2p: Option<P2pHandle>,
+    /// The API, for the explorer's pages (the same code answers JSON-RPC).
+    pub api: Arc<crate::rpc::RpcServer>,
     pub auth: Authenticator,
     allow_hosts: Vec<String>,
     any_host: bool,
@@ -43,7 +45,12 @@ pub struct Front {
 }
 
 impl Front {
-    pub fn new(node: Arc<Node>, p2p: Option<P2pHandle>, auth: Authenticator) -> Front {
+    pub fn new(
+        node: Arc<Node>,
+        p2p: Option<P2pHandle>,
+        auth: Authenticator,
+        api: Arc<crate::rpc::RpcServer>,
+    ) -> Front {
         let access = &node.config.access;
         let hosts: Vec<String> = access
             .allow_hosts
@@ -61,6 +68,7 @@ impl Front {
             any_origin: cors.iter().any(|o| o == "*"),
             cors,
             explorer: access.explorer,
+            api,
             node,
             p2p,
             auth,

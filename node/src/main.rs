@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start a private testnet of several nodes on this machine (or show its status).
     Testnet(testnet::TestnetArgs),
     /// Call a JSON-RPC method of a running node and print the result as JSON.
@@ -649,7 +649,7 @@ fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
 fn main() {
     let cli = rpc_cli::parse_cli();
     let result = match cli.command {
-        Command::Run(args) => build_config(args).and_then(|(network, config, log_file)| {
+        Command::Run(args) => build_config(*args).and_then(|(network, config, log_file)| {
             init_logging(log_file.as_deref())?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

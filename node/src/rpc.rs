@@ -56,7 +56,8 @@ pub async fn start(
         .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
         .build();
     let policy = Arc::new(policy_for(&node));
-    let front = Arc::new(Front::new(node.clone(), p2p.clone(), auth));
+    let api = Arc::new(RpcServer::new(node.clone(), p2p.clone(), policy.clone()));
+    let front = Arc::new(Front::new(node.clone(), p2p.clone(), auth, api));
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(FrontLayer(front)))

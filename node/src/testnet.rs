@@ -298,7 +298,9 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
             e.datadir.join("node.log").display()
         );
     }
-    println!("\nMetrics (Prometheus text, no login needed; a Grafana dashboard is in docs/grafana/):");
+    println!(
+        "\nMetrics (Prometheus text, no login needed; a Grafana dashboard is in docs/grafana/):"
+    );
     for s in &started {
         println!("  {:<8} {}/metrics", s.entry.name, s.entry.rpc);
     }
