@@ -105,7 +105,7 @@ async fn calls_need_the_cookie_which_is_private_new_each_start_and_removed_at_sh
     let via_ws: cairn_api::ChainInfo = ws.request("chain_getInfo", rpc_params![]).await.unwrap();
     assert_eq!(via_ws.genesis_hash, info.genesis_hash);
     drop(ws);
-    assert_eq!(http(&node.rpc_url()).chain_get_info().await.is_err(), true);
+    assert!(http(&node.rpc_url()).chain_get_info().await.is_err());
 
     node.stop().await;
     assert!(
