@@ -682,6 +682,78 @@ mod tests {
         assert!(parse_duration_ms("fast").is_err());
     }
 
+    /// Every key in the example config file, uncommented, is a real
+    /// setting, and the active ones load.
+    #[test]
+    fn the_example_config_file_is_true() {
+        let text = include_str!("../../cairn.example.toml");
+        let parsed: toml::Table = toml::from_str(text).unwrap();
+        RunArgs::deserialize(toml::Value::Table(parsed)).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest
+                            .split_once(" = ")
+                            .is_some_and(|(k, _)| !k.contains(' ') && !k.is_empty()) =>
+                {
+                    rest.to_string()
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let all: toml::Table =
+            toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert!(all.contains_key("rpc-allow-control") && all.contains_key("mempool"));
+        RunArgs::deserialize(toml::Value::Table(all)).unwrap();
+    }
+
+    #[test]
+    fn flags_and_file_keys_are_the_same_names() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").unwrap();
+        let flags: Vec<String> = run
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(String::from))
+            .filter(|l| l != "config" && l != "help")
+            .collect();
+        // a value for every flag, serialized: the keys must be the flag names
+        let args = RunArgs {
+            network: Some("dev".into()),
+            genesis: Some("g.toml".into()),
+            datadir: Some("d".into()),
+            rpc_addr: Some("127.0.0.1:1".parse().unwrap()),
+            p2p_addr: Some("127.0.0.1:2".parse().unwrap()),
+            peers: vec!["h:1".into()],
+            mine: true,
+            miner_address: Some("a".into()),
+            threads: Some(1),
+            block_time: Some(DurationMs(2000)),
+            reindex: true,
+            log_file: Some("l".into()),
+            rpc_user: Some("u".into()),
+            rpc_password: Some("p".into()),
+            rpc_auth: vec!["x".into()],
+            rpc_allow_host: vec!["h".into()],
+            rpc_cors: vec!["o".into()],
+            rpc_allow_control: true,
+            no_explorer: true,
+            ..RunArgs::default()
+        };
+        let table = toml::Table::try_from(&args).unwrap();
+        let mut keys: Vec<&String> = table.keys().collect();
+        let mut want: Vec<&String> = flags.iter().collect();
+        keys.sort();
+        want.sort();
+        assert_eq!(keys, want, "every flag is a config key of the same name");
+        // and the file form reads back
+        let back = RunArgs::deserialize(toml::Value::Table(table)).unwrap();
+        assert_eq!(back.block_time, Some(DurationMs(2000)));
+    }
+
     #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;

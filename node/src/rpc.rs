@@ -505,7 +505,15 @@ impl CairnApiServer for RpcServer {
     }
 
     async fn tx_submit(&self, transfer_hex: String) -> RpcResult<TxId> {
-        let tx = decode_transfer_hex(&transfer_hex)?;
+        let tx = decode_transfer_hex(&transfer_hex).inspect_err(|e| {
+            let reason = if e.code() == codes::TX_TOO_LARGE {
+                "too_large"
+            } else {
+                "malformed"
+            };
+            metrics::counter!("cairn_transfers_rejected_total", "reason" => reason, "source" => "rpc")
+                .increment(1);
+        })?;
         let node = self.node.clone();
         blocking(move || node.submit_transfer(tx, None).map_err(submit_error)).await
     }
