@@ -361,6 +361,11 @@ async fn new_heads_arrive_over_websocket_and_mining_starts_and_stops() {
             .height,
         height + 1
     );
+    // unsubscribing passes the RPC policy too (it takes the subscription id)
+    heads
+        .unsubscribe()
+        .await
+        .expect("chain_unsubscribeNewHeads is answered");
     node.stop().await;
 }
 

@@ -90,11 +90,15 @@ async fn every_emitted_metric_is_documented_and_health_follows_sync() {
             .collect::<Vec<_>>()
             .join("\n"),
     );
-    let documented: BTreeSet<String> = NODE_METRICS.iter().map(|(n, _, _)| n.to_string()).collect();
+    let documented: BTreeSet<String> = NODE_METRICS
+        .iter()
+        .chain(P2P_METRICS)
+        .map(|(n, _, _)| n.to_string())
+        .collect();
     let undocumented: Vec<_> = emitted.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
-        "emitted but not in NODE_METRICS: {undocumented:?}"
+        "emitted but not in NODE_METRICS or P2P_METRICS: {undocumented:?}"
     );
     for expected in [
         "cairn_chain_height",

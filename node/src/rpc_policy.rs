@@ -168,7 +168,13 @@ where
     let started = Instant::now();
     let id = req.id().into_owned();
     let spec = policy.spec(req.method_name());
-    let label: &'static str = spec.map_or("unknown", |s| s.name);
+    // an unsubscribe method shares its subscription's class, not its parameters
+    let is_unsubscribe = spec.is_some_and(|s| s.name != req.method_name());
+    let label: &'static str = match spec {
+        None => "unknown",
+        Some(s) if is_unsubscribe => s.subscription.map_or(s.name, |(_, unsub)| unsub),
+        Some(s) => s.name,
+    };
     let refuse = |err: ErrorObjectOwned| {
         metrics::counter!("cairn_rpc_calls_total", "method" => label, "outcome" => "refused")
             .increment(1);
@@ -196,7 +202,7 @@ where
         .and_then(|p| serde_json::from_str(p.get()).ok());
     // the library ignores extra positional parameters; a caller who sends
     // them has misunderstood the method, so say so
-    if let (Some(spec), Some(Value::Array(list))) = (spec, params.as_ref())
+    if let (Some(spec), Some(Value::Array(list)), false) = (spec, params.as_ref(), is_unsubscribe)
         && list.len() > spec.params.len()
     {
         metrics::counter!("cairn_rpc_calls_total", "method" => label, "outcome" => "error")
@@ -212,7 +218,8 @@ where
     let rp = inner.call(req).await;
     let mut outcome = if rp.is_success() { "ok" } else { "error" };
     let rp = if rp.is_error() && !rp.is_subscription() {
-        match rewrite_error(&policy, &method, spec, params.as_ref(), &rp) {
+        let own_spec = spec.filter(|_| !is_unsubscribe);
+        match rewrite_error(&policy, &method, own_spec, params.as_ref(), &rp) {
             Some(err) => {
                 if err.code() == METHOD_NOT_FOUND_CODE {
                     outcome = "refused";

@@ -92,6 +92,8 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     } else {
         None
     };
+    // a start that fails from here on leaves no cookie of a node that is not running
+    let cookie_guard = CookieGuard(cookie.as_ref().map(|_| node.config.datadir.clone()));
     let auth = crate::auth::Authenticator::new(&node.config.access, cookie.clone())?;
     let (stop_tasks, stopped) = watch::channel(false);
     let p2p = if node.config.p2p.enabled {
@@ -126,6 +128,7 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
             .await?
             .context("cannot start mining")?;
     }
+    std::mem::forget(cookie_guard);
     Ok(Running {
         node,
         rpc_addr,
@@ -135,6 +138,17 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
         rpc,
         stop_tasks,
     })
+}
+
+/// Removes the cookie when dropped (a failed start); forgotten on success.
+struct CookieGuard(Option<std::path::PathBuf>);
+
+impl Drop for CookieGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            crate::auth::remove_cookie(dir);
+        }
+    }
 }
 
 /// Mempool expiry every minute; a hashrate sample every second, logged

@@ -302,7 +302,7 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         "\nMetrics (Prometheus text, no login needed; a Grafana dashboard is in docs/grafana/):"
     );
     for s in &started {
-        println!("  {:<8} {}/metrics", s.entry.name, s.entry.rpc);
+        println!("  {}/metrics  ({})", s.entry.rpc, s.entry.name);
     }
     println!(
         "JSON-RPC calls need each node's cookie (DIR/node-N/.cookie): cairn-node rpc --rpc URL --datadir DIR/node-N METHOD"
