@@ -93,7 +93,7 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
         None
     };
     // a start that fails from here on leaves no cookie of a node that is not running
-    let cookie_guard = CookieGuard(cookie.as_ref().map(|_| node.config.datadir.clone()));
+    let mut cookie_guard = CookieGuard(cookie.as_ref().map(|_| node.config.datadir.clone()));
     let auth = crate::auth::Authenticator::new(&node.config.access, cookie.clone())?;
     let (stop_tasks, stopped) = watch::channel(false);
     let p2p = if node.config.p2p.enabled {
@@ -128,7 +128,7 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
             .await?
             .context("cannot start mining")?;
     }
-    std::mem::forget(cookie_guard);
+    cookie_guard.0 = None;
     Ok(Running {
         node,
         rpc_addr,
@@ -140,7 +140,7 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     })
 }
 
-/// Removes the cookie when dropped (a failed start); forgotten on success.
+/// Removes the cookie when dropped (a failed start); disarmed on success.
 struct CookieGuard(Option<std::path::PathBuf>);
 
 impl Drop for CookieGuard {
