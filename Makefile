@@ -1,6 +1,7 @@
 # Cairn: build, run, test, bench.
 #
 #   make run    a dev node that mines a block every few seconds (datadir ./data/dev)
+#   make install  cairn-node and cairn-wallet into ~/.cargo/bin (on PATH with rustup)
 #   make test   formatting check, clippy with warnings denied, every test
 #   make testnet  a private testnet: 4 nodes on loopback, 2 mining (./data/testnet)
 #   make bench  benchmarks with their ratios (figures go in benches/README.md)
@@ -8,10 +9,15 @@
 CARGO ?= cargo
 DATADIR ?= ./data/dev
 
-.PHONY: build run test fmt fmt-check lint bench testnet clean
+.PHONY: build install run test fmt fmt-check lint bench testnet clean
 
 build:
 	$(CARGO) build --release --workspace
+
+# cargo install puts the binaries in ~/.cargo/bin, which rustup puts on PATH
+install:
+	$(CARGO) install --locked --path node
+	$(CARGO) install --locked --path wallet
 
 run:
 	$(CARGO) run --release -p cairn-node -- run --network dev --mine --datadir $(DATADIR)

@@ -63,8 +63,14 @@ async fn run() {
     config.mempool.max_bytes = 64 << 20;
     let node = service::launch(net.clone(), config).await.unwrap();
     let url = node.rpc_url();
+    let mut auth = http::HeaderMap::new();
+    auth.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&node.credentials().unwrap().header()).unwrap(),
+    );
     let rpc = HttpClientBuilder::default()
         .request_timeout(Duration::from_secs(300))
+        .set_headers(auth.clone())
         .build(&url)
         .unwrap();
     let prefix = net.params.address_prefix.clone();
@@ -99,9 +105,11 @@ async fn run() {
     for c in 0..CONNECTIONS {
         let hexes = hexes.clone();
         let url = url.clone();
+        let auth = auth.clone();
         tasks.push(tokio::spawn(async move {
             let client = HttpClientBuilder::default()
                 .request_timeout(Duration::from_secs(60))
+                .set_headers(auth)
                 .build(&url)
                 .unwrap();
             let mut accepted = 0u64;

@@ -34,7 +34,7 @@ fn text(a: &Address) -> String {
 async fn a_transfer_goes_from_pending_to_confirmed_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let rpc = http(&node.rpc_url());
+    let rpc = node.client();
     let net = dev();
     let accounts = dev_accounts();
     let (alice, bob, miner) = (&accounts[0], &accounts[1], &accounts[2]);
@@ -103,7 +103,7 @@ async fn a_transfer_goes_from_pending_to_confirmed_and_survives_a_restart() {
     // a restart keeps everything
     node.stop().await;
     let node = start(dir.path()).await;
-    let rpc = http(&node.rpc_url());
+    let rpc = node.client();
     assert_eq!(rpc.chain_get_info().await.unwrap().height, 4);
     assert_eq!(
         rpc.chain_get_transaction(id).await.unwrap().status,
@@ -121,7 +121,7 @@ async fn a_transfer_goes_from_pending_to_confirmed_and_survives_a_restart() {
 async fn every_rejection_has_its_code_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let rpc = http(&node.rpc_url());
+    let rpc = node.client();
     let net = dev();
     let chain_id = net.params.chain_id;
     let accounts = dev_accounts();
@@ -256,12 +256,12 @@ async fn every_rejection_has_its_code_and_changes_nothing() {
             .await
             .unwrap_err();
     assert_eq!(code(&err), -32602);
-    let raw = raw_post(&node.rpc_addr, "{not json").await;
+    let raw = raw_post(&node, "{not json").await;
     assert!(raw.contains("-32700"), "{raw}");
     // limits: a batch over 200 calls, a body over 2 MiB
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"chain_getInfo","params":[]}"#;
     let batch = format!("[{}]", vec![call; 201].join(","));
-    let raw = raw_post(&node.rpc_addr, &batch).await;
+    let raw = raw_post(&node, &batch).await;
     assert!(raw.contains("-32010"), "batch too large: {raw}");
     assert!(
         !raw.contains("\"result\""),
@@ -269,14 +269,14 @@ async fn every_rejection_has_its_code_and_changes_nothing() {
     );
     let ok_batch = format!("[{}]", [call; 3].join(","));
     assert_eq!(
-        raw_post(&node.rpc_addr, &ok_batch)
+        raw_post(&node, &ok_batch)
             .await
             .matches("\"result\"")
             .count(),
         3
     );
     // the server refuses on the declared length, before reading any body
-    let raw = raw_request(&node.rpc_addr, (2 << 20) + 1, "").await;
+    let raw = raw_request(&node, (2 << 20) + 1, "").await;
     assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
 
     // nothing changed but the one accepted transfer
@@ -290,16 +290,18 @@ async fn every_rejection_has_its_code_and_changes_nothing() {
 }
 
 /// Posts a raw body to the RPC endpoint and returns the response text.
-async fn raw_post(addr: &std::net::SocketAddr, body: &str) -> String {
-    raw_request(addr, body.len(), body).await
+async fn raw_post(node: &Running, body: &str) -> String {
+    raw_request(node, body.len(), body).await
 }
 
 /// Sends a POST declaring `length` bytes of body followed by `body`.
-async fn raw_request(addr: &std::net::SocketAddr, length: usize, body: &str) -> String {
+async fn raw_request(node: &Running, length: usize, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = node.rpc_addr;
+    let auth = node.credentials().unwrap().header();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
@@ -311,11 +313,8 @@ async fn raw_request(addr: &std::net::SocketAddr, length: usize, body: &str) -> 
 async fn new_heads_arrive_over_websocket_and_mining_starts_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let rpc = http(&node.rpc_url());
-    let ws = jsonrpsee_ws_client::WsClientBuilder::default()
-        .build(node.ws_url())
-        .await
-        .unwrap();
+    let rpc = node.client();
+    let ws = ws_with(&node.ws_url(), &node.credentials().unwrap()).await;
     let mut heads = ws
         .subscribe::<cairn_api::HeaderView, _>(
             "chain_subscribeNewHeads",
@@ -362,6 +361,11 @@ async fn new_heads_arrive_over_websocket_and_mining_starts_and_stops() {
             .height,
         height + 1
     );
+    // unsubscribing passes the RPC policy too (it takes the subscription id)
+    heads
+        .unsubscribe()
+        .await
+        .expect("chain_unsubscribeNewHeads is answered");
     node.stop().await;
 }
 
@@ -372,7 +376,7 @@ async fn a_full_mempool_and_a_busy_sender_are_refused_with_their_codes() {
     config.mempool.max_bytes = 2 * SIGNED_TRANSFER_BYTES;
     config.mempool.max_per_sender = 2;
     let node = service::launch(dev(), config).await.unwrap();
-    let rpc = http(&node.rpc_url());
+    let rpc = node.client();
     let net = dev();
     let id = net.params.chain_id;
     let fee = net.params.min_fee.0;
@@ -400,7 +404,7 @@ async fn a_full_mempool_and_a_busy_sender_are_refused_with_their_codes() {
     let mut config = NodeConfig::ephemeral(dir2.path().to_path_buf());
     config.mempool.max_per_sender = 2;
     let node2 = service::launch(dev(), config).await.unwrap();
-    let rpc2 = http(&node2.rpc_url());
+    let rpc2 = node2.client();
     for n in 0..2 {
         rpc2.tx_submit(hex_of(&sign(&a[0].key, id, to, COIN, fee, n)))
             .await

@@ -113,7 +113,7 @@ async fn a_transfer_reaches_every_mempool_of_five_and_is_mined() {
         let peers = nodes.last().map(|n| vec![p2p(n)]).unwrap_or_default();
         nodes.push(start(&dir.path().join(format!("n{i}")), peers).await);
     }
-    let rpcs: Vec<HttpClient> = nodes.iter().map(|n| http(&n.rpc_url())).collect();
+    let rpcs: Vec<HttpClient> = nodes.iter().map(|n| n.client()).collect();
     wait_all(
         "every node to have a peer",
         &rpcs,
@@ -170,10 +170,7 @@ async fn a_partition_heals_onto_the_branch_with_more_work() {
     let a1 = start(&dir.path().join("a1"), vec![p2p(&a0)]).await;
     let b0 = start(&dir.path().join("b0"), vec![]).await;
     let b1 = start(&dir.path().join("b1"), vec![p2p(&b0)]).await;
-    let all: Vec<HttpClient> = [&a0, &a1, &b0, &b1]
-        .iter()
-        .map(|n| http(&n.rpc_url()))
-        .collect();
+    let all: Vec<HttpClient> = [&a0, &a1, &b0, &b1].iter().map(|n| n.client()).collect();
     let (ga, gb) = (&all[..2], &all[2..]);
     wait_all(
         "each group connected",
@@ -274,7 +271,7 @@ async fn a_restarted_node_rejoins_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let n0 = start(&dir.path().join("n0"), vec![]).await;
     let n1 = start(&dir.path().join("n1"), vec![p2p(&n0)]).await;
-    let r0 = http(&n0.rpc_url());
+    let r0 = n0.client();
     let miner = text(&dev_accounts()[1].address);
     let first = *r0
         .mining_generate(10, miner.clone())
@@ -282,7 +279,7 @@ async fn a_restarted_node_rejoins_and_catches_up() {
         .unwrap()
         .last()
         .unwrap();
-    let rpcs = vec![r0.clone(), http(&n1.rpc_url())];
+    let rpcs = vec![r0.clone(), n1.client()];
     wait_all(
         "both at height 10",
         &rpcs,
@@ -294,7 +291,7 @@ async fn a_restarted_node_rejoins_and_catches_up() {
     n1.stop().await;
     let later = *r0.mining_generate(25, miner).await.unwrap().last().unwrap();
     let n1 = start(&dir.path().join("n1"), vec![p2p(&n0)]).await;
-    let rpcs = vec![r0, http(&n1.rpc_url())];
+    let rpcs = vec![r0, n1.client()];
     // it reopened its chain (it may already be syncing past it)
     assert!(!n1.report.created, "kept its chain");
     assert!(rpcs[1].chain_get_info().await.unwrap().height >= 10);
@@ -358,7 +355,7 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     let victim = service::launch(dev(), cfg).await.unwrap();
     let friend = start(&dir.path().join("friend"), vec![p2p(&victim)]).await;
     let addr = victim.p2p_addr().unwrap();
-    let rpcs = vec![http(&victim.rpc_url()), http(&friend.rpc_url())];
+    let rpcs = vec![victim.client(), friend.client()];
     let genesis = dev().genesis_hash;
     let wait = Duration::from_secs(10);
 
@@ -495,7 +492,7 @@ async fn bans_are_listed_set_and_cleared_by_the_operator() {
     let dir = tempfile::tempdir().unwrap();
     let a = start(&dir.path().join("a"), vec![]).await;
     let b = start(&dir.path().join("b"), vec![p2p(&a)]).await;
-    let (ra, rb) = (http(&a.rpc_url()), http(&b.rpc_url()));
+    let (ra, rb) = (a.client(), b.client());
     let both = vec![ra.clone(), rb.clone()];
     wait_all(
         "a and b connected",
@@ -560,7 +557,7 @@ async fn bans_are_listed_set_and_cleared_by_the_operator() {
 async fn net_add_peer_says_why_a_connection_fails() {
     let dir = tempfile::tempdir().unwrap();
     let a = start(&dir.path().join("a"), vec![]).await;
-    let ra = http(&a.rpc_url());
+    let ra = a.client();
     // nothing listens there
     let free = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed = free.local_addr().unwrap().to_string();
@@ -591,7 +588,7 @@ async fn a_link_fault_partitions_without_bans_and_heals_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let a = start(&dir.path().join("a"), vec![]).await;
     let b = start(&dir.path().join("b"), vec![p2p(&a)]).await;
-    let (ra, rb) = (http(&a.rpc_url()), http(&b.rpc_url()));
+    let (ra, rb) = (a.client(), b.client());
     let both = vec![ra.clone(), rb.clone()];
     wait_all(
         "connected",

@@ -18,16 +18,25 @@ struct WalletCli {
     file: PathBuf,
     password: PathBuf,
     rpc: String,
+    /// The node's datadir, where the wallet finds its RPC cookie.
+    datadir: Option<PathBuf>,
 }
 
 impl WalletCli {
-    fn new(dir: &Path, name: &str, rpc: &str) -> WalletCli {
+    fn new(dir: &Path, name: &str, node: &NodeProcess) -> WalletCli {
+        let mut w = WalletCli::unconnected(dir, name, &node.rpc_url);
+        w.datadir = Some(node.datadir.clone());
+        w
+    }
+
+    fn unconnected(dir: &Path, name: &str, rpc: &str) -> WalletCli {
         let password = dir.join(format!("{name}.pw"));
         std::fs::write(&password, format!("pass-{name}\n")).unwrap();
         WalletCli {
             file: dir.join(format!("{name}.json")),
             password,
             rpc: rpc.to_string(),
+            datadir: None,
         }
     }
 
@@ -39,8 +48,12 @@ impl WalletCli {
             .arg(&self.password)
             .args(["--rpc", &self.rpc])
             .args(args)
+            .env_remove("CAIRN_DATADIR")
             .env_remove("CAIRN_WALLET_PASSWORD")
             .stdin(Stdio::null());
+        if let Some(d) = &self.datadir {
+            c.arg("--datadir").arg(d);
+        }
         c
     }
 
@@ -87,8 +100,8 @@ async fn two_wallets_send_confirm_and_see_history() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(&dir.path().join("node"), &["--network", "dev"]);
     let rpc = node.client();
-    let alice = WalletCli::new(dir.path(), "alice", &node.rpc_url);
-    let bob = WalletCli::new(dir.path(), "bob", &node.rpc_url);
+    let alice = WalletCli::new(dir.path(), "alice", &node);
+    let bob = WalletCli::new(dir.path(), "bob", &node);
     let a = alice.json(&["new", "--kdf-memory-mib", "8"])["address"]
         .as_str()
         .unwrap()
@@ -229,7 +242,7 @@ async fn two_wallets_send_confirm_and_see_history() {
         .as_str()
         .unwrap()
         .to_string();
-    let carol = WalletCli::new(dir.path(), "carol", &node.rpc_url);
+    let carol = WalletCli::new(dir.path(), "carol", &node);
     carol.json(&["new", "--kdf-memory-mib", "8"]);
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, &secret).unwrap();
@@ -242,7 +255,7 @@ async fn bad_input_is_refused_clearly_and_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(&dir.path().join("node"), &["--network", "dev"]);
     let rpc = node.client();
-    let alice = WalletCli::new(dir.path(), "alice", &node.rpc_url);
+    let alice = WalletCli::new(dir.path(), "alice", &node);
     let a = alice.json(&["new", "--kdf-memory-mib", "8"])["address"]
         .as_str()
         .unwrap()
@@ -300,6 +313,7 @@ async fn bad_input_is_refused_clearly_and_sends_nothing() {
         rpc: "http://127.0.0.1:9".into(),
         file: alice.file.clone(),
         password: alice.password.clone(),
+        datadir: None,
     };
     offline.fails(
         &["send", "--to", &b, "--amount", "1"],
@@ -312,6 +326,7 @@ async fn bad_input_is_refused_clearly_and_sends_nothing() {
         rpc: testnet.rpc_url.clone(),
         file: alice.file.clone(),
         password: alice.password.clone(),
+        datadir: Some(testnet.datadir.clone()),
     };
     elsewhere.fails(
         &["send", "--to", &b, "--amount", "1"],
@@ -338,7 +353,7 @@ async fn bad_input_is_refused_clearly_and_sends_nothing() {
 fn the_wallet_file_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let w = WalletCli::new(dir.path(), "w", "http://127.0.0.1:9");
+    let w = WalletCli::unconnected(dir.path(), "w", "http://127.0.0.1:9");
     w.json(&[
         "new",
         "--offline",
@@ -351,4 +366,110 @@ fn the_wallet_file_is_private() {
     ]);
     let mode = std::fs::metadata(&w.file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newcomer_frictions_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&dir.path().join("node"), &["--network", "dev"]);
+    let rpc = node.client();
+
+    // a wallet made without any node, for a built-in network
+    let mut alice = WalletCli::unconnected(dir.path(), "alice", "http://127.0.0.1:9");
+    let a = alice.json(&["new", "--network", "dev", "--kdf-memory-mib", "8"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(a.starts_with("cdev1"), "{a}");
+
+    // `--rpc host:port` without a scheme
+    let hostport = node.rpc_url.trim_start_matches("http://").to_string();
+    alice.rpc = hostport;
+    alice.datadir = Some(node.datadir.clone());
+    rpc.mining_generate(2, a.clone()).await.unwrap();
+    assert_eq!(alice.balance(), 100 * COIN);
+
+    // a fee above the cap is refused, whatever the node would take
+    let bob = "cdev1wf6fdvmw3rjs2n4hdr7xx0znlh2k588mc7cghj";
+    alice.fails(
+        &["send", "--to", bob, "--amount", "1", "--fee", "0.5"],
+        "--max-fee",
+    );
+    alice.fails(
+        &[
+            "send",
+            "--to",
+            bob,
+            "--amount",
+            "1",
+            "--fee",
+            "0.5",
+            "--max-fee",
+            "0.1",
+        ],
+        "above --max-fee",
+    );
+    assert_eq!(
+        rpc.mempool_get_info().await.unwrap().count,
+        0,
+        "nothing sent"
+    );
+    let sent = alice.json(&[
+        "send",
+        "--to",
+        bob,
+        "--amount",
+        "1",
+        "--fee",
+        "0.5",
+        "--max-fee",
+        "0.5",
+    ]);
+    let txid = sent["txid"].as_str().unwrap().to_string();
+    rpc.mining_generate(1, bob.to_string()).await.unwrap();
+
+    // history shows what a send cost
+    let out = alice.run(&["history"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let line = text
+        .lines()
+        .find(|l| l.contains(&txid))
+        .expect("the send is listed");
+    assert!(line.contains("fee 0.5"), "{line}");
+
+    // an unknown transaction id is a failure, not a quiet line
+    let unknown = "ab".repeat(32);
+    let out = alice.run(&["tx", &unknown]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown"));
+
+    // without the node's datadir (and no cookie in the default place) the
+    // refusal says where the cookie is looked for and how to point at it
+    let empty_home = dir.path().join("home");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    alice.datadir = None;
+    let out = alice
+        .cmd(&["balance"])
+        .env("XDG_DATA_HOME", &empty_home)
+        .env("HOME", &empty_home)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("401") && err.contains(".cookie") && err.contains("--datadir"),
+        "{err}"
+    );
+    // CAIRN_DATADIR works as well as --datadir
+    let out = alice
+        .cmd(&["--json", "balance"])
+        .env("CAIRN_DATADIR", &node.datadir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -27,6 +27,8 @@ pub mod genesis;
 pub mod hash;
 pub mod params;
 pub mod pow;
+#[cfg(feature = "schemars")]
+pub mod schema;
 pub mod state;
 pub mod transfer;
 pub mod validation;

@@ -48,6 +48,54 @@ impl Default for RpcConfig {
     }
 }
 
+/// Who may use the RPC port, and how (from the `--rpc-*` flags).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcAccess {
+    /// `--rpc-user` / `--rpc-password`: a fixed login instead of the cookie.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// `--rpc-auth USER:SALT$HASH` entries (hashed passwords, see `cairn-node rpcauth`).
+    pub auth: Vec<String>,
+    /// Host names accepted in the `Host` header besides localhost and IP
+    /// addresses (`*` accepts any).
+    pub allow_hosts: Vec<String>,
+    /// Browser origins allowed to call (`*` allows any).
+    pub cors: Vec<String>,
+    /// Allow control and dev methods when the RPC listens on a public address.
+    pub allow_control: bool,
+    /// Serve the block explorer at `GET /`.
+    pub explorer: bool,
+}
+
+impl Default for RpcAccess {
+    fn default() -> Self {
+        RpcAccess {
+            user: None,
+            password: None,
+            auth: Vec::new(),
+            allow_hosts: Vec::new(),
+            cors: Vec::new(),
+            allow_control: false,
+            explorer: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for RpcAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcAccess")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("auth", &self.auth.len())
+            .field("allow_hosts", &self.allow_hosts)
+            .field("cors", &self.cors)
+            .field("allow_control", &self.allow_control)
+            .field("explorer", &self.explorer)
+            .finish()
+    }
+}
+
 /// Mining settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -105,6 +153,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub rpc: RpcConfig,
     #[serde(default)]
+    pub access: RpcAccess,
+    #[serde(default)]
     pub mining: MiningConfig,
     #[serde(default)]
     pub mempool: MempoolConfig,
@@ -126,6 +176,7 @@ impl NodeConfig {
             peers: Vec::new(),
             reindex: false,
             rpc: RpcConfig::default(),
+            access: RpcAccess::default(),
             mining: MiningConfig::default(),
             mempool: MempoolConfig::default(),
             storage: StorageConfig::default(),

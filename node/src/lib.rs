@@ -12,19 +12,32 @@
 //! - [`node`]: everything wired together, with the mining thread.
 //! - [`network`]: the node as the P2P layer (crate `cairn-p2p`, re-exported
 //!   as [`p2p`]) sees it, and the peer store.
-//! - [`rpc`]: the JSON-RPC server.
+//! - [`rpc`]: the JSON-RPC server; [`http`] its HTTP front (Host and
+//!   Origin guards, credentials, `/metrics`, `/health`, the [`explorer`]);
+//!   [`rpc_policy`] the per-call policy (method classes, request budgets);
+//!   [`auth`] the cookie and logins.
+//! - [`metrics`]: Prometheus metrics; [`status`]: sync state, peers, health;
+//!   [`forks`]: the record of reorganisations and side branches.
 //! - [`config`]: configuration structs.
 //! - [`verify`]: parallel signature checks and the signature cache.
 
+pub mod auth;
 pub mod chain;
+pub mod client;
 pub mod config;
+pub mod explorer;
+pub mod forks;
+pub mod http;
 pub mod index;
 pub mod mempool;
+pub mod metrics;
 pub mod miner;
 pub mod network;
 pub mod node;
 pub mod rpc;
+pub mod rpc_policy;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod verify;
 

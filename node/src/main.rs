@@ -5,12 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use cairn_genesis::{Network, dev_accounts};
-use cairn_node::config::{MiningConfig, NodeConfig, RpcConfig, StorageConfig, default_ports};
+use cairn_node::config::{
+    MiningConfig, NodeConfig, RpcAccess, RpcConfig, StorageConfig, default_ports,
+};
 use cairn_node::mempool::MempoolConfig;
 use cairn_node::service;
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+mod rpc_cli;
 mod testnet;
 
 #[derive(Parser)]
@@ -31,15 +34,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start a private testnet of several nodes on this machine (or show its status).
     Testnet(testnet::TestnetArgs),
+    /// Call a JSON-RPC method of a running node and print the result as JSON.
+    Rpc(rpc_cli::RpcArgs),
+    /// Make a hashed login for --rpc-auth (the password is printed once, not stored).
+    Rpcauth(rpc_cli::RpcauthArgs),
 }
 
-#[derive(Args, Default)]
+/// `cairn-node run`'s settings. The same struct is the command line and
+/// the config file (`--config FILE`, TOML): every key of the file is a long
+/// flag's name (`mine = true`, `block-time = "2s"`, `peer = ["HOST:PORT"]`),
+/// so the two cannot drift apart. Subsystem tuning lives in sections of
+/// the file only: `[rpc]`, `[mempool]`, `[storage]`, `[p2p]`.
+#[derive(Args, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[command(after_long_help = CONFIG_HELP)]
 struct RunArgs {
     /// Read settings from this TOML file (flags and CAIRN_* variables win).
+    /// Keys are the long flag names; see cairn.example.toml.
     #[arg(long, env = "CAIRN_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     config: Option<PathBuf>,
 
     /// Built-in network to join: dev (pinned target, prefunded accounts, blocks on
@@ -50,24 +66,32 @@ struct RunArgs {
         value_name = "NAME",
         conflicts_with = "genesis"
     )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     network: Option<String>,
 
     /// Run the network defined by this genesis spec (TOML) instead of a built-in one.
     #[arg(long, env = "CAIRN_GENESIS", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     genesis: Option<PathBuf>,
 
-    /// Where the chain is stored. Default: <user data dir>/cairn/<network>.
+    /// Where the chain (and the RPC cookie, .cookie) is stored.
+    /// Default: <user data dir>/cairn/<network>.
     #[arg(long, env = "CAIRN_DATADIR", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     datadir: Option<PathBuf>,
 
-    /// JSON-RPC listen address (HTTP and WebSocket). Default: 127.0.0.1:7540 on dev,
-    /// 127.0.0.1:7640 on testnet, 127.0.0.1:7740 otherwise.
+    /// JSON-RPC listen address (HTTP and WebSocket, also /metrics, /health and
+    /// the explorer). Default: 127.0.0.1:7540 on dev, 127.0.0.1:7640 on testnet,
+    /// 127.0.0.1:7740 otherwise.
     #[arg(long, env = "CAIRN_RPC_ADDR", value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     rpc_addr: Option<SocketAddr>,
 
-    /// P2P listen address. Default: the RPC port plus one, on 127.0.0.1 for
-    /// dev and on every interface (0.0.0.0) for other networks.
+    /// P2P listen address. Default: the RPC port plus one (also when only
+    /// --rpc-addr is given), on 127.0.0.1 for dev and on every interface
+    /// (0.0.0.0) for other networks.
     #[arg(long, env = "CAIRN_P2P_ADDR", value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     p2p_addr: Option<SocketAddr>,
 
     /// Connect to this peer at start-up (repeatable).
@@ -77,27 +101,33 @@ struct RunArgs {
         value_name = "HOST:PORT",
         value_delimiter = ','
     )]
+    #[serde(rename = "peer", default, skip_serializing_if = "Vec::is_empty")]
     peers: Vec<String>,
 
     /// Mine. On a network with a pinned target (dev) one block every --block-time;
     /// elsewhere continuously.
     #[arg(long, env = "CAIRN_MINE")]
+    #[serde(default, skip_serializing_if = "is_false")]
     mine: bool,
 
     /// Address paid by mined blocks. Default on dev: the first dev account.
     #[arg(long, env = "CAIRN_MINER_ADDRESS", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     miner_address: Option<String>,
 
     /// Miner threads. Default: one per core.
     #[arg(long, env = "CAIRN_THREADS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     threads: Option<usize>,
 
     /// Interval between mined blocks on a pinned-target network, e.g. 2s or 500ms.
-    #[arg(long, env = "CAIRN_BLOCK_TIME", value_name = "DURATION", value_parser = parse_duration_ms)]
-    block_time: Option<u64>,
+    #[arg(long, env = "CAIRN_BLOCK_TIME", value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    block_time: Option<DurationMs>,
 
     /// Rebuild the account state and indexes from the stored blocks before starting.
     #[arg(long)]
+    #[serde(default, skip_serializing_if = "is_false")]
     reindex: bool,
 
     /// Peers in this range (an IP or a subnet such as 10.0.0.0/8; repeatable) are
@@ -111,29 +141,187 @@ struct RunArgs {
         value_delimiter = ',',
         value_parser = parse_net
     )]
-    whitelist: Vec<cairn_node::p2p::IpNet>,
-}
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    whitelist: Vec<String>,
 
-fn parse_net(s: &str) -> Result<cairn_node::p2p::IpNet, String> {
-    cairn_node::p2p::bans::parse_net(s).map_err(|e| e.to_string())
-}
+    /// Write the log to this file (appended) instead of the terminal. The
+    /// level comes from RUST_LOG, e.g. RUST_LOG=info,cairn_node=debug.
+    #[arg(long, env = "CAIRN_LOG_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_file: Option<PathBuf>,
 
-/// The TOML config file: every field optional.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    network: Option<String>,
-    genesis: Option<PathBuf>,
-    datadir: Option<PathBuf>,
-    rpc_addr: Option<SocketAddr>,
-    p2p_addr: Option<SocketAddr>,
-    peers: Option<Vec<String>>,
-    reindex: Option<bool>,
+    /// Log in to JSON-RPC with this user instead of the cookie (needs --rpc-password).
+    #[arg(
+        long,
+        env = "CAIRN_RPC_USER",
+        value_name = "USER",
+        requires = "rpc_password"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rpc_user: Option<String>,
+
+    /// The password of --rpc-user. No cookie is written when it is set.
+    #[arg(
+        long,
+        env = "CAIRN_RPC_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        requires = "rpc_user"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rpc_password: Option<String>,
+
+    /// A hashed login USER:SALT$HASH (repeatable), as `cairn-node rpcauth USER`
+    /// prints: the config file then holds no password.
+    #[arg(
+        long,
+        env = "CAIRN_RPC_AUTH",
+        value_name = "USER:SALT$HASH",
+        value_delimiter = ','
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rpc_auth: Vec<String>,
+
+    /// Also serve requests whose Host header is this name (repeatable; `*` for
+    /// any). IP addresses and localhost are always served.
+    #[arg(
+        long,
+        env = "CAIRN_RPC_ALLOW_HOST",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rpc_allow_host: Vec<String>,
+
+    /// Let web pages from this origin call the RPC, e.g. https://wallet.example
+    /// (repeatable; `*` for any). Other pages are refused.
+    #[arg(
+        long,
+        env = "CAIRN_RPC_CORS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rpc_cors: Vec<String>,
+
+    /// Allow methods that change the node (mining, peers, dev tools) when
+    /// --rpc-addr is not a loopback address. Without it they are refused there.
+    #[arg(long, env = "CAIRN_RPC_ALLOW_CONTROL")]
+    #[serde(default, skip_serializing_if = "is_false")]
+    rpc_allow_control: bool,
+
+    /// Do not serve the block explorer at GET / on the RPC address.
+    #[arg(long, env = "CAIRN_NO_EXPLORER")]
+    #[serde(default, skip_serializing_if = "is_false")]
+    no_explorer: bool,
+
+    /// `[rpc]` section: server limits.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     rpc: Option<RpcConfig>,
-    mining: Option<MiningConfig>,
+    /// `[mempool]` section.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     mempool: Option<MempoolConfig>,
+    /// `[storage]` section.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     storage: Option<StorageConfig>,
+    /// `[p2p]` section.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     p2p: Option<cairn_node::p2p::P2pConfig>,
+}
+
+/// Checks a `--whitelist` entry (the text is kept for the config file).
+fn parse_net(s: &str) -> Result<String, String> {
+    cairn_node::p2p::bans::parse_net(s)
+        .map(|_| s.trim().to_string())
+        .map_err(|e| e.to_string())
+}
+
+const CONFIG_HELP: &str = "\
+Config file (--config FILE, TOML): every key is a long flag name without the dashes,
+so the file and the command line say the same things:
+
+    network = \"dev\"
+    datadir = \"/var/lib/cairn\"
+    rpc-addr = \"127.0.0.1:7540\"
+    mine = true
+    block-time = \"2s\"
+    peer = [\"10.0.0.2:7641\"]
+    rpc-auth = [\"ops:5f0c...$9a1b...\"]
+
+Tuning sections: [rpc] (max_request_bytes, max_response_bytes, max_connections,
+max_batch, max_subscriptions), [mempool] (max_bytes, max_per_sender, max_nonce_gap,
+expiry_ms, replace_bump_percent), [storage] (cache_bytes), [p2p]. A commented example
+is cairn.example.toml in the source tree. Precedence: flags, then CAIRN_* variables,
+then the file, then defaults. An unknown key is an error.
+
+Logging: RUST_LOG sets the level per module, e.g. RUST_LOG=info,cairn_node=debug
+(sled and jsonrpsee stay quiet unless named); --log-file FILE writes the log there.";
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A duration in milliseconds that reads and writes as `2s`, `500ms`, `1m`
+/// (a bare number is seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DurationMs(u64);
+
+impl std::str::FromStr for DurationMs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration_ms(s).map(DurationMs)
+    }
+}
+
+impl Serialize for DurationMs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationMs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Seconds(u64),
+        }
+        let text = match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration like \"2s\", \"500ms\" or \"1m\"")
+        })? {
+            Raw::Text(t) => t,
+            Raw::Seconds(n) => n.to_string(),
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Lays `args` over the file's settings: each key given on the command line
+/// (or by a CAIRN_* variable) replaces the file's.
+fn merge_with_file(
+    args: RunArgs,
+    file_text: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<RunArgs> {
+    let config = args.config.clone();
+    let mut file: toml::Table = toml::from_str(file_text)
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    // check the file on its own first, so its errors name the file
+    RunArgs::deserialize(toml::Value::Table(file.clone()))
+        .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))?;
+    let given = toml::Table::try_from(&args).context("cannot merge the flags")?;
+    for (k, v) in given {
+        file.insert(k, v);
+    }
+    let mut merged = RunArgs::deserialize(toml::Value::Table(file))
+        .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))?;
+    merged.config = config;
+    Ok(merged)
 }
 
 /// `2s`, `500ms`, `1m`, or a number of seconds.
@@ -174,72 +362,85 @@ fn default_datadir(network: &str) -> PathBuf {
         .join(network)
 }
 
-fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig)> {
-    let file: FileConfig = match &args.config {
+fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig, Option<PathBuf>)> {
+    let args = match args.config.clone() {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
+            merge_with_file(args, &text, &path)?
         }
-        None => FileConfig::default(),
+        None => args,
     };
-    let genesis = args.genesis.clone().or(file.genesis.clone());
-    let name = args.network.clone().or(if genesis.is_some() {
-        None
-    } else {
-        file.network.clone()
-    });
-    let network = load_network(name.as_deref(), genesis.as_ref())?;
+    let network = load_network(args.network.as_deref(), args.genesis.as_ref())?;
     let datadir = args
         .datadir
-        .or(file.datadir)
+        .clone()
         .unwrap_or_else(|| default_datadir(&network.name));
     let mut config = NodeConfig::new(&network.name, datadir);
-    let (_, p2p_port) = default_ports(&network.name);
-    if let Some(a) = file.rpc_addr {
-        config.rpc_addr = a;
-    }
     if let Some(a) = args.rpc_addr {
         config.rpc_addr = a;
     }
-    config.p2p_addr = args.p2p_addr.or(file.p2p_addr).unwrap_or_else(|| {
-        let ip: std::net::IpAddr = if network.name == "dev" {
-            [127, 0, 0, 1].into()
-        } else {
-            [0, 0, 0, 0].into()
-        };
-        SocketAddr::new(ip, p2p_port)
-    });
-    config.peers = if args.peers.is_empty() {
-        file.peers.unwrap_or_default()
-    } else {
-        args.peers
+    config.p2p_addr = match args.p2p_addr {
+        Some(a) => a,
+        None => {
+            let ip: std::net::IpAddr = if network.name == "dev" {
+                [127, 0, 0, 1].into()
+            } else {
+                [0, 0, 0, 0].into()
+            };
+            // --rpc-addr alone moves the P2P port along: RPC port + 1 (0 stays 0)
+            let port = match args.rpc_addr {
+                Some(rpc) if rpc.port() == 0 => 0,
+                Some(rpc) => rpc.port().checked_add(1).with_context(|| {
+                    format!(
+                        "--rpc-addr port {} leaves no room for the P2P port after it; give --p2p-addr",
+                        rpc.port()
+                    )
+                })?,
+                None => default_ports(&network.name).1,
+            };
+            SocketAddr::new(ip, port)
+        }
     };
+    config.peers = args.peers.clone();
     for p in &config.peers {
         cairn_genesis::check_host_port(p).map_err(|e| anyhow::anyhow!("--peer: {e}"))?;
     }
-    config.reindex = args.reindex || file.reindex.unwrap_or(false);
-    config.rpc = file.rpc.unwrap_or_default();
-    config.mempool = file.mempool.unwrap_or_default();
-    config.storage = file.storage.unwrap_or_default();
-    config.p2p = file.p2p.unwrap_or_default();
-    config.p2p.whitelist.extend(args.whitelist.iter().copied());
-    config.mining = file.mining.unwrap_or_default();
-    if args.mine {
-        config.mining.enabled = true;
+    config.reindex = args.reindex;
+    config.rpc = args.rpc.clone().unwrap_or_default();
+    config.mempool = args.mempool.clone().unwrap_or_default();
+    config.storage = args.storage.clone().unwrap_or_default();
+    config.p2p = args.p2p.clone().unwrap_or_default();
+    for w in &args.whitelist {
+        let net =
+            cairn_node::p2p::bans::parse_net(w).map_err(|e| anyhow::anyhow!("--whitelist: {e}"))?;
+        config.p2p.whitelist.push(net);
     }
-    if let Some(a) = args.miner_address {
-        config.mining.address = Some(a);
-    }
+    config.mining = MiningConfig {
+        enabled: args.mine,
+        address: args.miner_address.clone(),
+        ..MiningConfig::default()
+    };
     if let Some(t) = args.threads {
         if t == 0 {
             bail!("--threads must be at least 1");
         }
         config.mining.threads = t;
     }
-    if let Some(ms) = args.block_time {
+    if let Some(DurationMs(ms)) = args.block_time {
         config.mining.block_time_ms = ms;
     }
+    config.access = RpcAccess {
+        user: args.rpc_user.clone(),
+        password: args.rpc_password.clone(),
+        auth: args.rpc_auth.clone(),
+        allow_hosts: args.rpc_allow_host.clone(),
+        cors: args.rpc_cors.clone(),
+        allow_control: args.rpc_allow_control,
+        explorer: !args.no_explorer,
+    };
+    // refuse a bad login before anything starts
+    cairn_node::auth::Authenticator::new(&config.access, None)?;
     if config.mining.address.is_none()
         && network.name == "dev"
         && network.genesis_hash == Network::builtin("dev")?.genesis_hash
@@ -253,7 +454,7 @@ fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig)> {
             "--mine needs --miner-address ADDR on this network (create one with `cairn-wallet new`)"
         );
     }
-    Ok((network, config))
+    Ok((network, config, args.log_file.clone()))
 }
 
 fn print_banner(network: &Network, running: &service::Running) {
@@ -268,25 +469,37 @@ fn print_banner(network: &Network, running: &service::Running) {
     println!("  genesis   {}", network.genesis_hash);
     println!("  datadir   {}", node.config.datadir.display());
     println!("  JSON-RPC  {} (HTTP and WebSocket)", running.rpc_url());
+    let access = &node.config.access;
+    match (&access.user, &running.cookie) {
+        (Some(user), _) => println!("  auth      login {user} (--rpc-user), no cookie"),
+        (None, Some(_)) => println!(
+            "  auth      cookie {} (cairn-wallet and `cairn-node rpc` read it)",
+            cairn_api::auth::cookie_path(&node.config.datadir).display()
+        ),
+        (None, None) => {}
+    }
+    println!(
+        "  metrics   {}/metrics  (health: {}/health)",
+        running.rpc_url(),
+        running.rpc_url()
+    );
+    if access.explorer {
+        println!("  explorer  {}/", running.rpc_url());
+    }
     if !running.rpc_addr.ip().is_loopback() {
         println!(
-            "  WARNING   JSON-RPC listens on {}: anyone who can reach it can mine, submit and manage peers; there is no authentication",
-            running.rpc_addr.ip()
+            "  WARNING   JSON-RPC listens on {}: anyone who can reach it can read the chain and the explorer; calls need the cookie or a login{}",
+            running.rpc_addr.ip(),
+            if access.allow_control {
+                ", and with them control methods (mining, peers) are allowed (--rpc-allow-control)"
+            } else {
+                "; control methods (mining, peers) are refused there unless --rpc-allow-control"
+            }
         );
     }
     match running.p2p_addr() {
         Some(a) => println!("  P2P       {a}"),
         None => println!("  P2P       disabled"),
-    }
-    println!("  tip       height {} ({})", tip.header.height, tip.hash);
-    if let Some(notice) = &running.report.notice {
-        println!("  WARNING   {notice}");
-    }
-    if let Some(reason) = &running.report.rebuilt {
-        println!(
-            "  state     rebuilt from {} stored blocks: {reason}",
-            running.report.blocks_replayed
-        );
     }
     if node.config.mining.enabled {
         let to = node
@@ -303,6 +516,16 @@ fn print_banner(network: &Network, running: &service::Running) {
                 node.miner_threads()
             ),
         }
+    }
+    println!("  tip       height {} ({})", tip.header.height, tip.hash);
+    if let Some(notice) = &running.report.notice {
+        println!("  WARNING   {notice}");
+    }
+    if let Some(reason) = &running.report.rebuilt {
+        println!(
+            "  state     rebuilt from {} stored blocks: {reason}",
+            running.report.blocks_replayed
+        );
     }
     if network.genesis_hash
         == Network::builtin("dev")
@@ -395,8 +618,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let (network, config) = build_config(args)?;
+async fn run(network: Network, config: NodeConfig) -> anyhow::Result<()> {
     let running = service::launch(network.clone(), config).await?;
     print_banner(&network, &running);
     if std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -412,32 +634,58 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,jsonrpsee=warn,sled=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
+/// The default log filter: our own info lines, libraries only when they warn.
+const DEFAULT_LOG: &str = "info,jsonrpsee=warn,sled=warn";
+
+/// Sets up logging from RUST_LOG (refusing an invalid filter) to the
+/// terminal or to `file`.
+fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&text)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "RUST_LOG={text:?} is not a valid log filter ({e}); \
+                     write it like RUST_LOG=info,cairn_node=debug or RUST_LOG=warn"
+                )
+            })?,
+        _ => tracing_subscriber::EnvFilter::new(DEFAULT_LOG),
     };
-    let result = match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
-        Command::Testnet(t) => {
-            drop(runtime);
-            match t.action {
-                Some(testnet::TestnetAction::Status { dir, json }) => testnet::status(&dir, json),
-                None => testnet::start(t.start),
-            }
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            builder
+                .with_writer(std::sync::Mutex::new(f))
+                .with_ansi(false)
+                .init();
         }
+        None => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = rpc_cli::parse_cli();
+    let result = match cli.command {
+        Command::Run(args) => build_config(*args).and_then(|(network, config, log_file)| {
+            init_logging(log_file.as_deref())?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(run(network, config))
+        }),
+        Command::Testnet(t) => init_logging(None).and_then(|()| match t.action {
+            Some(testnet::TestnetAction::Status { dir, json }) => testnet::status(&dir, json),
+            None => testnet::start(t.start),
+        }),
+        Command::Rpc(args) => rpc_cli::run(args),
+        Command::Rpcauth(args) => rpc_cli::rpcauth(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -457,6 +705,79 @@ mod tests {
         assert_eq!(parse_duration_ms("1m"), Ok(60_000));
         assert!(parse_duration_ms("0s").is_err());
         assert!(parse_duration_ms("fast").is_err());
+    }
+
+    /// Every key in the example config file, uncommented, is a real
+    /// setting, and the active ones load.
+    #[test]
+    fn the_example_config_file_is_true() {
+        let text = include_str!("../../cairn.example.toml");
+        let parsed: toml::Table = toml::from_str(text).unwrap();
+        RunArgs::deserialize(toml::Value::Table(parsed)).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest
+                            .split_once(" = ")
+                            .is_some_and(|(k, _)| !k.contains(' ') && !k.is_empty()) =>
+                {
+                    rest.to_string()
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let all: toml::Table =
+            toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert!(all.contains_key("rpc-allow-control") && all.contains_key("mempool"));
+        RunArgs::deserialize(toml::Value::Table(all)).unwrap();
+    }
+
+    #[test]
+    fn flags_and_file_keys_are_the_same_names() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").unwrap();
+        let flags: Vec<String> = run
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(String::from))
+            .filter(|l| l != "config" && l != "help")
+            .collect();
+        // a value for every flag, serialized: the keys must be the flag names
+        let args = RunArgs {
+            network: Some("dev".into()),
+            genesis: Some("g.toml".into()),
+            datadir: Some("d".into()),
+            rpc_addr: Some("127.0.0.1:1".parse().unwrap()),
+            p2p_addr: Some("127.0.0.1:2".parse().unwrap()),
+            peers: vec!["h:1".into()],
+            mine: true,
+            miner_address: Some("a".into()),
+            threads: Some(1),
+            block_time: Some(DurationMs(2000)),
+            reindex: true,
+            log_file: Some("l".into()),
+            rpc_user: Some("u".into()),
+            rpc_password: Some("p".into()),
+            rpc_auth: vec!["x".into()],
+            rpc_allow_host: vec!["h".into()],
+            rpc_cors: vec!["o".into()],
+            rpc_allow_control: true,
+            no_explorer: true,
+            whitelist: vec!["10.0.0.0/8".into()],
+            ..RunArgs::default()
+        };
+        let table = toml::Table::try_from(&args).unwrap();
+        let mut keys: Vec<&String> = table.keys().collect();
+        let mut want: Vec<&String> = flags.iter().collect();
+        keys.sort();
+        want.sort();
+        assert_eq!(keys, want, "every flag is a config key of the same name");
+        // and the file form reads back
+        let back = RunArgs::deserialize(toml::Value::Table(table)).unwrap();
+        assert_eq!(back.block_time, Some(DurationMs(2000)));
     }
 
     #[test]

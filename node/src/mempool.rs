@@ -216,6 +216,38 @@ impl Mempool {
         out
     }
 
+    /// Up to `limit` pending transfers, highest fee first, each with the
+    /// nonce it waits for: `None` when it is ready (its nonce follows the
+    /// sender's confirmed nonce without a gap), else the first missing nonce
+    /// of its sender. Reads only.
+    pub fn entries_with_state(
+        &self,
+        account_nonce: impl Fn(&Address) -> u64,
+        limit: usize,
+    ) -> Vec<(&Entry, Option<u64>)> {
+        let mut first_missing: HashMap<Address, u64> = HashMap::new();
+        let mut out = Vec::with_capacity(limit.min(self.entries.len()));
+        for (_, _, id) in self.by_fee.iter().rev().take(limit) {
+            let Some(e) = self.entries.get(id) else {
+                continue;
+            };
+            let missing = *first_missing.entry(e.sender).or_insert_with(|| {
+                let mut next = account_nonce(&e.sender);
+                if let Some(q) = self.by_sender.get(&e.sender) {
+                    while q.contains_key(&next) {
+                        match next.checked_add(1) {
+                            Some(n) => next = n,
+                            None => break,
+                        }
+                    }
+                }
+                next
+            });
+            out.push((e, (e.nonce() >= missing).then_some(missing)));
+        }
+        out
+    }
+
     /// Adds a transfer whose stateless rules and signature already passed,
     /// given the sender's confirmed `account`. On error nothing changes.
     pub fn insert(

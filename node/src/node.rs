@@ -134,6 +134,8 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     pub mining: MiningState,
     shutting_down: AtomicBool,
+    /// Reorganisations and side-branch blocks seen since start-up.
+    pub forks: crate::forks::ForkLog,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -238,6 +240,7 @@ impl Node {
                 thread: Mutex::new(None),
             },
             shutting_down: AtomicBool::new(false),
+            forks: crate::forks::ForkLog::default(),
         });
         Ok((node, report))
     }
@@ -300,6 +303,7 @@ impl Node {
         for block in blocks {
             results.push(process_logged(&mut chain, block, source, quiet));
         }
+        crate::forks::record_side_blocks(&self.forks, &chain, &results, now_ms());
         if let Err(e) = self.finish_batch(&chain, old_tip) {
             tracing::error!("cannot flush the store: {e}");
             return results
@@ -338,6 +342,7 @@ impl Node {
         if let Err(e) = index::catch_up(chain, self.store.tree()) {
             tracing::error!("cannot update the indexes: {e}");
         }
+        crate::forks::record_tip_change(&self.forks, chain, change, now_ms());
         if !change.disconnected.is_empty() {
             tracing::warn!(
                 "reorganisation: {} blocks left the best chain, {} joined; new tip {} at height {}",
@@ -415,6 +420,16 @@ impl Node {
 
     /// Checks a transfer and adds it to the mempool.
     pub fn submit_transfer(
+        &self,
+        tx: SignedTransfer,
+        from_peer: Option<u64>,
+    ) -> Result<TxId, SubmitError> {
+        let r = self.submit_transfer_unrecorded(tx, from_peer);
+        crate::metrics::transfer_submitted(&r, from_peer.is_some());
+        r
+    }
+
+    fn submit_transfer_unrecorded(
         &self,
         tx: SignedTransfer,
         from_peer: Option<u64>,
@@ -721,6 +736,7 @@ fn process_logged(
     let (height, transfers) = (block.header.height.0, block.transfers.len());
     let started = Instant::now();
     let r = chain.process_block_unflushed(block, now_ms());
+    crate::metrics::block_processed(&r, started.elapsed());
     log_processed(&r, height, transfers, started.elapsed(), source, quiet);
     r
 }

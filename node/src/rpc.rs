@@ -1,6 +1,10 @@
 //! The JSON-RPC server: implements [`cairn_api::CairnApiServer`] over a
 //! [`Node`]. HTTP and WebSocket share one port; request size, response size,
-//! connections, batch length and subscriptions are all bounded.
+//! connections, batch length and subscriptions are all bounded. Before a
+//! call reaches a method it passes the HTTP front ([`crate::http`]: Host and
+//! Origin guards, credentials, the unauthenticated routes) and the per-call
+//! policy ([`crate::rpc_policy`]: method classes, request budgets, error
+//! wording, metrics).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,14 +24,18 @@ use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::auth::Authenticator;
+use crate::http::{Front, FrontLayer};
 use crate::index::{self, Role};
 use crate::mempool::MempoolError;
 use crate::node::{Node, NodeError, SubmitError, header_view};
+use crate::rpc_policy::{Policy, PolicyLayer};
 use crate::store::{ChainStore, StoreError};
-use cairn_p2p::{LinkRule, P2pError, P2pHandle, PeerInfo, PeerSelector};
+use cairn_p2p::{LinkRule, P2pError, P2pHandle, PeerSelector};
 
-/// Most blocks one `mining_generate` call may ask for.
-pub const MAX_GENERATE: u32 = 100_000;
+/// Most blocks one `mining_generate` call may ask for (a whole request,
+/// batches included, is held to the same sum by [`crate::rpc_policy`]).
+pub const MAX_GENERATE: u32 = crate::rpc_policy::MAX_GENERATE_PER_REQUEST as u32;
 /// Most history entries per page.
 pub const MAX_HISTORY: u32 = 1_000;
 
@@ -36,7 +44,9 @@ pub const MAX_HISTORY: u32 = 1_000;
 pub async fn start(
     node: Arc<Node>,
     p2p: Option<P2pHandle>,
+    auth: Authenticator,
 ) -> std::io::Result<(ServerHandle, SocketAddr)> {
+    crate::metrics::install();
     let cfg = &node.config.rpc;
     let config = ServerConfig::builder()
         .max_request_body_size(cfg.max_request_bytes)
@@ -45,20 +55,65 @@ pub async fn start(
         .max_subscriptions_per_connection(cfg.max_subscriptions)
         .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
         .build();
+    let policy = Arc::new(policy_for(&node));
+    let api = Arc::new(RpcServer::new(node.clone(), p2p.clone(), policy.clone()));
+    let front = Arc::new(Front::new(node.clone(), p2p.clone(), auth, api));
     let server = Server::builder()
         .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer(FrontLayer(front)))
+        .set_rpc_middleware(
+            jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
+                .layer(PolicyLayer(policy.clone())),
+        )
         .build(node.config.rpc_addr)
         .await?;
     let addr = server.local_addr()?;
-    let handle = server.start(RpcServer { node, p2p }.into_rpc());
+    let handle = server.start(RpcServer::new(node, p2p, policy).into_rpc());
     Ok((handle, addr))
+}
+
+/// Whether `node` runs the built-in dev network (whose keys are public).
+pub fn is_dev_network(node: &Node) -> bool {
+    cairn_genesis::Network::builtin("dev")
+        .is_ok_and(|d| d.genesis_hash == node.network.genesis_hash)
+}
+
+/// The per-call policy for `node`'s network and listen address.
+pub fn policy_for(node: &Node) -> Policy {
+    Policy::new(
+        is_dev_network(node),
+        !node.config.rpc_addr.ip().is_loopback(),
+        node.config.access.allow_control,
+        &node.network.name,
+        node.config.rpc.max_response_bytes as usize,
+    )
 }
 
 /// The API implementation.
 pub struct RpcServer {
     pub node: Arc<Node>,
     pub p2p: Option<P2pHandle>,
+    policy: Arc<Policy>,
+    openrpc: std::sync::OnceLock<serde_json::Value>,
+    faucet: tokio::sync::Mutex<()>,
 }
+
+impl RpcServer {
+    pub fn new(node: Arc<Node>, p2p: Option<P2pHandle>, policy: Arc<Policy>) -> RpcServer {
+        RpcServer {
+            node,
+            p2p,
+            policy,
+            openrpc: std::sync::OnceLock::new(),
+            faucet: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// Default `dev_faucet` amount: 1000 coins.
+pub const FAUCET_DEFAULT: u64 = 1000 * cairn_consensus::COIN;
+/// Most entries `mempool_getEntries` returns.
+pub const MAX_MEMPOOL_ENTRIES: u32 = 1000;
 
 fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
     error(jsonrpsee::types::error::INTERNAL_ERROR_CODE, e.to_string())
@@ -95,22 +150,6 @@ impl RpcServer {
 
     fn encode_address(&self, a: &Address) -> String {
         a.encode(&self.node.network.params.address_prefix)
-    }
-}
-
-fn peer_view(p: PeerInfo) -> PeerView {
-    PeerView {
-        id: p.id,
-        address: p.address,
-        direction: p.direction.as_str().to_string(),
-        height: p.height,
-        latency_ms: p.latency_ms,
-        remote: p.remote.to_string(),
-        best_hash: p.best_hash,
-        user_agent: p.user_agent,
-        local: p.local,
-        connected_secs: p.connected_secs,
-        blocks_in_flight: p.blocks_in_flight as u64,
     }
 }
 
@@ -295,6 +334,7 @@ impl CairnApiServer for RpcServer {
             syncing: sync.is_some(),
             peers: (status.inbound + status.outbound) as u32,
             address_prefix: params.address_prefix.to_string(),
+            min_fee: params.min_fee.0,
             sync,
         })
     }
@@ -475,7 +515,15 @@ impl CairnApiServer for RpcServer {
     }
 
     async fn tx_submit(&self, transfer_hex: String) -> RpcResult<TxId> {
-        let tx = decode_transfer_hex(&transfer_hex)?;
+        let tx = decode_transfer_hex(&transfer_hex).inspect_err(|e| {
+            let reason = if e.code() == codes::TX_TOO_LARGE {
+                "too_large"
+            } else {
+                "malformed"
+            };
+            metrics::counter!("cairn_transfers_rejected_total", "reason" => reason, "source" => "rpc")
+                .increment(1);
+        })?;
         let node = self.node.clone();
         blocking(move || node.submit_transfer(tx, None).map_err(submit_error)).await
     }
@@ -554,7 +602,7 @@ impl CairnApiServer for RpcServer {
             .peers()
             .await
             .into_iter()
-            .map(peer_view)
+            .map(crate::status::peer_view)
             .collect())
     }
 
@@ -562,7 +610,7 @@ impl CairnApiServer for RpcServer {
         self.p2p()?
             .add_peer(address)
             .await
-            .map(peer_view)
+            .map(crate::status::peer_view)
             .map_err(p2p_error)
     }
 
@@ -657,6 +705,93 @@ impl CairnApiServer for RpcServer {
             .collect())
     }
 
+    async fn chain_get_reorgs(&self, limit: Option<u32>) -> RpcResult<Vec<cairn_api::ReorgView>> {
+        let limit = bounded_limit(limit, 20, crate::forks::MAX_REORGS as u32)?;
+        Ok(self
+            .node
+            .forks
+            .reorgs(limit)
+            .into_iter()
+            .map(|r| cairn_api::ReorgView {
+                time_ms: r.time_ms,
+                depth: r.depth,
+                connected: r.connected,
+                fork_point: r.fork_point,
+                fork_height: r.fork_height,
+                old_tip: r.old_tip,
+                old_height: r.old_height,
+                new_tip: r.new_tip,
+                new_height: r.new_height,
+                disconnected_blocks: r.disconnected,
+            })
+            .collect())
+    }
+
+    async fn chain_get_forks(
+        &self,
+        limit: Option<u32>,
+    ) -> RpcResult<Vec<cairn_api::SideBlockView>> {
+        let limit = bounded_limit(limit, 50, crate::forks::MAX_SIDE_BLOCKS as u32)?;
+        let node = self.node.clone();
+        blocking(move || Ok(side_blocks(&node, limit))).await
+    }
+
+    async fn mempool_get_entries(
+        &self,
+        limit: Option<u32>,
+    ) -> RpcResult<Vec<cairn_api::MempoolEntryView>> {
+        let limit = bounded_limit(limit, 100, MAX_MEMPOOL_ENTRIES)?;
+        let node = self.node.clone();
+        blocking(move || Ok(mempool_entries(&node, limit))).await
+    }
+
+    async fn dev_faucet(&self, address: String, amount: Option<u64>) -> RpcResult<TxId> {
+        let to = self.parse_address(&address)?;
+        let amount = amount.unwrap_or(FAUCET_DEFAULT);
+        if amount == 0 {
+            return Err(error(
+                jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                "amount must be above zero (base units; 1 coin = 100000000)",
+            ));
+        }
+        // one at a time, so two calls never pick the same nonce
+        let _one = self.faucet.lock().await;
+        let node = self.node.clone();
+        blocking(move || faucet(&node, to, amount)).await
+    }
+
+    async fn rpc_discover(&self) -> RpcResult<cairn_api::OpenRpcDocument> {
+        let doc = self.openrpc.get_or_init(|| {
+            cairn_api::openrpc::document(&cairn_api::method_specs(), env!("CARGO_PKG_VERSION"))
+        });
+        Ok(cairn_api::OpenRpcDocument(doc.clone()))
+    }
+
+    async fn rpc_methods(&self) -> RpcResult<cairn_api::RpcMethods> {
+        let details: Vec<cairn_api::MethodInfo> = cairn_api::method_specs()
+            .iter()
+            .map(|s| {
+                let check = self.policy.check(s);
+                cairn_api::MethodInfo {
+                    name: s.name.to_string(),
+                    class: s.class.as_str().to_string(),
+                    summary: s.summary(),
+                    available: check.is_ok(),
+                    reason: check.err().map(|e| e.message().to_string()),
+                }
+            })
+            .collect();
+        Ok(cairn_api::RpcMethods {
+            version: 1,
+            methods: details
+                .iter()
+                .filter(|d| d.available)
+                .map(|d| d.name.clone())
+                .collect(),
+            details,
+        })
+    }
+
     async fn subscribe_new_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
         let mut heads = self.node.subscribe_heads();
         let sink = pending.accept().await?;
@@ -680,4 +815,122 @@ impl CairnApiServer for RpcServer {
         }
         Ok(())
     }
+}
+
+/// `limit` or its default, refused above `max`.
+fn bounded_limit(limit: Option<u32>, default: u32, max: u32) -> RpcResult<usize> {
+    match limit.unwrap_or(default) {
+        0 => Err(error(
+            jsonrpsee::types::error::INVALID_PARAMS_CODE,
+            format!("limit must be between 1 and {max}"),
+        )),
+        n if n > max => Err(error(
+            jsonrpsee::types::error::INVALID_PARAMS_CODE,
+            format!("limit must be between 1 and {max}"),
+        )),
+        n => Ok(n as usize),
+    }
+}
+
+/// Recent side-branch blocks, newest first, with whether they are on the
+/// best chain now.
+pub fn side_blocks(node: &Node, limit: usize) -> Vec<cairn_api::SideBlockView> {
+    let blocks = node.forks.side_blocks(limit);
+    node.with_chain(|chain| {
+        blocks
+            .into_iter()
+            .map(|b| cairn_api::SideBlockView {
+                in_best_chain: chain.is_main(&b.hash),
+                hash: b.hash,
+                parent: b.parent,
+                height: b.height,
+                time_ms: b.time_ms,
+                seen_ms: b.seen_ms,
+                reason: b.reason.as_str().to_string(),
+            })
+            .collect()
+    })
+}
+
+/// The mempool's entries with their state, best fee first.
+pub fn mempool_entries(node: &Node, limit: usize) -> Vec<cairn_api::MempoolEntryView> {
+    let prefix = &node.network.params.address_prefix;
+    node.with_mempool(|p| {
+        p.entries_with_state(|a| node.account(a).map(|acc| acc.nonce).unwrap_or(0), limit)
+            .into_iter()
+            .map(|(e, waiting)| {
+                let t = &e.tx.transfer;
+                cairn_api::MempoolEntryView {
+                    txid: e.id,
+                    from: e.sender.encode(prefix),
+                    to: t.to.encode(prefix),
+                    amount: t.amount.0,
+                    fee: t.fee.0,
+                    nonce: t.nonce,
+                    size: SIGNED_TRANSFER_BYTES as u64,
+                    added_ms: e.added_ms,
+                    state: if waiting.is_some() {
+                        "waiting"
+                    } else {
+                        "ready"
+                    }
+                    .to_string(),
+                    waiting_for_nonce: waiting,
+                }
+            })
+            .collect()
+    })
+}
+
+/// Sends `amount` to `to` from the dev account with the most spendable coins.
+fn faucet(node: &Node, to: Address, amount: u64) -> RpcResult<TxId> {
+    use cairn_consensus::{Amount, Transfer, transfer::public_key};
+    let fee = node.with_mempool(|p| p.min_fee());
+    let cost = amount
+        .checked_add(fee.0)
+        .ok_or_else(|| error(codes::TX_BAD_AMOUNT, "amount plus fee overflows"))?;
+    let mut best: Option<(u64, u64, cairn_genesis::DevAccount)> = None;
+    for a in cairn_genesis::dev_accounts() {
+        if a.address == to {
+            continue;
+        }
+        let (available, nonce) = node
+            .with_mempool(|p| {
+                let acc = node.account(&a.address)?;
+                let pending = p.pending_spend(&a.address);
+                Ok::<_, StoreError>((
+                    acc.balance.0.saturating_sub(pending.0),
+                    p.next_nonce(&a.address, acc.nonce),
+                ))
+            })
+            .map_err(store_err)?;
+        if best.as_ref().is_none_or(|(b, _, _)| available > *b) {
+            best = Some((available, nonce, a));
+        }
+    }
+    let Some((available, nonce, account)) = best else {
+        return Err(error(
+            codes::TX_INSUFFICIENT_BALANCE,
+            "no dev account to pay from",
+        ));
+    };
+    if available < cost {
+        return Err(error(
+            codes::TX_INSUFFICIENT_BALANCE,
+            format!(
+                "the richest dev account has {available} base units available; ask for less than {}",
+                available.saturating_sub(fee.0)
+            ),
+        ));
+    }
+    let tx = Transfer {
+        chain_id: node.network.params.chain_id,
+        from: public_key(&account.key),
+        to,
+        amount: Amount(amount),
+        fee,
+        nonce,
+    }
+    .sign(&account.key);
+    node.submit_transfer(tx, None).map_err(submit_error)
 }

@@ -22,6 +22,9 @@ pub struct Running {
     /// The P2P layer, unless disabled.
     pub p2p: Option<cairn_p2p::P2pHandle>,
     pub report: OpenReport,
+    /// The RPC cookie written to `<datadir>/.cookie` (absent when
+    /// `--rpc-password` replaces it).
+    pub cookie: Option<cairn_api::auth::Credentials>,
     rpc: ServerHandle,
     stop_tasks: watch::Sender<bool>,
 }
@@ -42,6 +45,28 @@ impl Running {
         format!("ws://{}", self.rpc_addr)
     }
 
+    /// Credentials for this node's RPC: the configured login, else the cookie.
+    pub fn credentials(&self) -> Option<cairn_api::auth::Credentials> {
+        let access = &self.node.config.access;
+        match (&access.user, &access.password) {
+            (Some(user), Some(password)) => Some(cairn_api::auth::Credentials {
+                user: user.clone(),
+                password: password.clone(),
+            }),
+            _ => self.cookie.clone(),
+        }
+    }
+
+    /// An HTTP JSON-RPC client of this node, with its credentials.
+    pub fn client(&self) -> jsonrpsee_http_client::HttpClient {
+        crate::client::http_client(
+            &self.rpc_url(),
+            self.credentials().as_ref(),
+            Duration::from_secs(120),
+        )
+        .expect("a client for a socket address builds")
+    }
+
     /// Stops mining and the RPC server, then flushes the store.
     pub async fn stop(self) {
         let _ = self.stop_tasks.send(true);
@@ -49,6 +74,9 @@ impl Running {
         self.rpc.stopped().await;
         let node = self.node.clone();
         let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
+        if self.cookie.is_some() {
+            crate::auth::remove_cookie(&self.node.config.datadir);
+        }
     }
 }
 
@@ -58,6 +86,15 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     let (node, report) = tokio::task::spawn_blocking(move || Node::open(network, config))
         .await?
         .with_context(|| format!("cannot open the node in {}", datadir.display()))?;
+    // the cookie is new on every start; a --rpc-password replaces it
+    let cookie = if node.config.access.password.is_none() {
+        Some(crate::auth::write_cookie(&node.config.datadir)?)
+    } else {
+        None
+    };
+    // a start that fails from here on leaves no cookie of a node that is not running
+    let mut cookie_guard = CookieGuard(cookie.as_ref().map(|_| node.config.datadir.clone()));
+    let auth = crate::auth::Authenticator::new(&node.config.access, cookie.clone())?;
     let (stop_tasks, stopped) = watch::channel(false);
     let p2p = if node.config.p2p.enabled {
         let n = node.clone();
@@ -83,7 +120,7 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
     } else {
         None
     };
-    let (rpc, rpc_addr) = crate::rpc::start(node.clone(), p2p.clone()).await.with_context(|| {
+    let (rpc, rpc_addr) = crate::rpc::start(node.clone(), p2p.clone(), auth).await.with_context(|| {
         format!(
             "cannot start the JSON-RPC server on {} (is the port in use? choose another with --rpc-addr)",
             node.config.rpc_addr
@@ -96,14 +133,27 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
             .await?
             .context("cannot start mining")?;
     }
+    cookie_guard.0 = None;
     Ok(Running {
         node,
         rpc_addr,
         p2p,
         report,
+        cookie,
         rpc,
         stop_tasks,
     })
+}
+
+/// Removes the cookie when dropped (a failed start); disarmed on success.
+struct CookieGuard(Option<std::path::PathBuf>);
+
+impl Drop for CookieGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            crate::auth::remove_cookie(dir);
+        }
+    }
 }
 
 /// Mempool expiry every minute; a hashrate sample every second, logged

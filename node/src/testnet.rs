@@ -13,7 +13,6 @@ use cairn_consensus::transfer::public_key;
 use cairn_consensus::{Address, SigningKey};
 use cairn_genesis::{Network, dev_accounts};
 use clap::{Args, Subcommand};
-use jsonrpsee_http_client::HttpClientBuilder;
 use serde::{Deserialize, Serialize};
 
 #[derive(Args)]
@@ -299,6 +298,15 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
             e.datadir.join("node.log").display()
         );
     }
+    println!(
+        "\nMetrics (Prometheus text, no login needed; a Grafana dashboard is in docs/grafana/):"
+    );
+    for s in &started {
+        println!("  {}/metrics  ({})", s.entry.rpc, s.entry.name);
+    }
+    println!(
+        "JSON-RPC calls need each node's cookie (DIR/node-N/.cookie): cairn-node rpc --rpc URL --datadir DIR/node-N METHOD"
+    );
     if is_dev {
         println!(
             "\nFunded at genesis: the ten dev accounts (see `cairn-node run --network dev` for their keys)."
@@ -353,11 +361,9 @@ pub fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
     let rows = runtime.block_on(async {
         let mut rows = Vec::new();
         for n in &file.nodes {
-            let client = HttpClientBuilder::default()
-                .request_timeout(Duration::from_secs(5))
-                .build(&n.rpc);
+            let client = cairn_node::client::client_for_datadir(&n.rpc, &n.datadir, Duration::from_secs(5));
             let row = match client {
-                Err(e) => serde_json::json!({"name": n.name, "role": n.role, "rpc": n.rpc, "error": e.to_string()}),
+                Err(e) => serde_json::json!({"name": n.name, "role": n.role, "rpc": n.rpc, "error": e}),
                 Ok(c) => match (c.chain_get_info().await, c.net_get_peers().await, c.mempool_get_info().await) {
                     (Ok(info), Ok(peers), Ok(pool)) => serde_json::json!({
                         "name": n.name, "role": n.role, "rpc": n.rpc,

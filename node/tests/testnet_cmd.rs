@@ -67,6 +67,8 @@ fn a_three_node_testnet_mines_converges_and_stops() {
         .collect();
     assert_eq!(rows.len(), 3, "{table:?}");
     assert!(rows[0].contains("miner") && rows[1].contains("node"));
+    let metrics = table.iter().filter(|l| l.contains("/metrics")).count();
+    assert_eq!(metrics, 3, "each node's metrics URL is printed: {table:?}");
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let converged = loop {

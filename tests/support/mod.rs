@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cairn_api::auth::{Credentials, read_cookie};
 use cairn_consensus::transfer::public_key;
 use cairn_consensus::{Address, Amount, SignedTransfer, SigningKey, Transfer};
 use jsonrpsee::core::ClientError;
@@ -41,11 +42,48 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A client without credentials (the node answers 401 to its calls).
 pub fn http(url: &str) -> HttpClient {
     HttpClientBuilder::default()
         .request_timeout(Duration::from_secs(120))
         .build(url)
         .expect("client")
+}
+
+/// The `Authorization` header for `creds`.
+pub fn auth_headers(creds: &Credentials) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&creds.header()).expect("header value"),
+    );
+    h
+}
+
+/// A client sending `creds`.
+pub fn http_with(url: &str, creds: &Credentials) -> HttpClient {
+    HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(120))
+        .set_headers(auth_headers(creds))
+        .build(url)
+        .expect("client")
+}
+
+/// A client of the node whose datadir is `datadir`, with its cookie: how
+/// every test reaches a node it started as a process.
+pub fn client_for_datadir(url: &str, datadir: &Path) -> HttpClient {
+    let creds = read_cookie(datadir)
+        .unwrap_or_else(|e| panic!("the node's cookie in {}: {e}", datadir.display()));
+    http_with(url, &creds)
+}
+
+/// A WebSocket client sending `creds`.
+pub async fn ws_with(url: &str, creds: &Credentials) -> jsonrpsee_ws_client::WsClient {
+    jsonrpsee_ws_client::WsClientBuilder::default()
+        .set_headers(auth_headers(creds))
+        .build(url)
+        .await
+        .expect("websocket client")
 }
 
 /// The JSON-RPC error code of a failed call.
@@ -177,8 +215,14 @@ impl NodeProcess {
         }
     }
 
+    /// A client with the node's cookie.
     pub fn client(&self) -> HttpClient {
-        http(&self.rpc_url)
+        client_for_datadir(&self.rpc_url, &self.datadir)
+    }
+
+    /// The node's cookie.
+    pub fn cookie(&self) -> Credentials {
+        read_cookie(&self.datadir).expect("the node's cookie")
     }
 
     /// SIGTERM, then waits for a clean exit; returns the exit code.
@@ -210,4 +254,53 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A raw HTTP/1.1 exchange: the status, the headers (lowercase names) and
+/// the body. `headers` are sent as given; Host is added unless present.
+pub async fn raw_http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    // a WebSocket upgrade keeps the connection open: read what arrives
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// The value of header `name` in a [`raw_http`] answer.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }

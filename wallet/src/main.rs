@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use cairn_api::auth::Credentials;
 use cairn_api::{CairnApiClient, ChainInfo, Direction, HistoryEntry, TxStatus};
 use cairn_consensus::transfer::public_key;
 use cairn_consensus::{Address, AddressPrefix, Amount, SignedTransfer, SigningKey, Transfer, TxId};
@@ -34,9 +35,40 @@ struct Cli {
     #[arg(long, global = true, env = "CAIRN_WALLET", value_name = "FILE")]
     wallet: Option<PathBuf>,
 
-    /// The node's JSON-RPC URL.
+    /// The node's JSON-RPC URL (`host:port` alone means http://host:port).
     #[arg(long, global = true, env = "CAIRN_RPC", value_name = "URL", default_value = DEFAULT_RPC)]
     rpc: String,
+
+    /// The node's datadir, where it writes its RPC cookie (.cookie). Default:
+    /// the default datadir of the wallet's network (<user data dir>/cairn/<network>).
+    #[arg(long, global = true, env = "CAIRN_DATADIR", value_name = "DIR")]
+    datadir: Option<PathBuf>,
+
+    /// Log in to the node with this user instead of its cookie (with --rpc-password).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_RPC_USER",
+        value_name = "USER",
+        requires = "rpc_password"
+    )]
+    rpc_user: Option<String>,
+
+    /// The password of --rpc-user.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_RPC_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        requires = "rpc_user"
+    )]
+    rpc_password: Option<String>,
+
+    /// Refuse to pay a fee above this many coins, whatever the node asks.
+    /// Default: 100 times the network's minimum fee.
+    #[arg(long, global = true, env = "CAIRN_MAX_FEE", value_name = "COINS")]
+    max_fee: Option<String>,
 
     /// Read the wallet password from this file (first line) instead of
     /// prompting. The CAIRN_WALLET_PASSWORD variable works too.
@@ -100,6 +132,10 @@ struct NewArgs {
 /// How to create the wallet file when it does not exist yet.
 #[derive(Args)]
 struct CreateArgs {
+    /// Create the wallet for this built-in network (dev or testnet) without
+    /// asking a node.
+    #[arg(long, value_name = "NAME", conflicts_with = "offline")]
+    network: Option<String>,
     /// Create the wallet without a node: give the network's address prefix
     /// and chain id.
     #[arg(long, requires_all = ["prefix", "chain_id"])]
@@ -174,10 +210,50 @@ struct Ctx {
     rpc_url: String,
     password_file: Option<PathBuf>,
     json: bool,
+    datadir: Option<PathBuf>,
+    rpc_user: Option<String>,
+    rpc_password: Option<String>,
+    max_fee: Option<Amount>,
+    /// The password once asked, so a command never asks twice.
+    asked: std::cell::RefCell<Option<Zeroizing<String>>>,
+    /// Why no credentials were found, for the message if the node says 401.
+    auth_problem: std::cell::RefCell<Option<String>>,
+}
+
+/// `host:port` becomes `http://host:port`; URLs pass unchanged.
+fn normalize_rpc_url(url: &str) -> String {
+    let u = url.trim();
+    if u.contains("://") {
+        u.to_string()
+    } else {
+        format!("http://{u}")
+    }
+}
+
+/// The network whose default datadir holds the cookie of the node at
+/// `url`, from the default RPC ports (7540 dev, 7640 testnet).
+fn network_of_port(url: &str) -> &'static str {
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok());
+    match port {
+        Some(7640) => "testnet",
+        _ => "dev",
+    }
 }
 
 impl Ctx {
     fn password(&self, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
+        if let Some(p) = self.asked.borrow().as_ref() {
+            return Ok(p.clone());
+        }
+        let p = self.ask_password(confirm)?;
+        *self.asked.borrow_mut() = Some(p.clone());
+        Ok(p)
+    }
+
+    fn ask_password(&self, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
         if let Some(path) = &self.password_file {
             let text =
                 Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
@@ -215,11 +291,44 @@ impl Ctx {
         Ok(Wallet::open(&self.wallet_path, password.as_bytes())?)
     }
 
+    /// The node's credentials: --rpc-user/--rpc-password, else its cookie.
+    fn credentials(&self, network: &str) -> Result<Credentials, cairn_api::auth::AuthError> {
+        cairn_api::auth::find_credentials(
+            self.rpc_user.as_deref(),
+            self.rpc_password.as_deref(),
+            self.datadir.as_deref(),
+            network,
+        )
+    }
+
     fn client(&self) -> anyhow::Result<HttpClient> {
+        self.client_for(network_of_port(&self.rpc_url))
+    }
+
+    /// A client sending the credentials of a `network` node. Without
+    /// credentials the calls are still tried: an unreachable node is then
+    /// reported as such, and a refusal (401) names the missing cookie.
+    fn client_for(&self, network: &str) -> anyhow::Result<HttpClient> {
+        let mut headers = http::HeaderMap::new();
+        match self.credentials(network) {
+            Ok(c) => {
+                let v = http::HeaderValue::from_str(&c.header()).map_err(|_| {
+                    anyhow!("--rpc-user/--rpc-password contain characters a header cannot carry")
+                })?;
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+            Err(e) => *self.auth_problem.borrow_mut() = Some(e.to_string()),
+        }
         HttpClientBuilder::default()
             .request_timeout(Duration::from_secs(60))
+            .set_headers(headers)
             .build(&self.rpc_url)
-            .map_err(|e| anyhow!("invalid --rpc URL {}: {e}", self.rpc_url))
+            .map_err(|e| {
+                anyhow!(
+                    "invalid --rpc URL {}: {e} (give http://HOST:PORT or HOST:PORT)",
+                    self.rpc_url
+                )
+            })
     }
 
     /// Turns a client error into a message that says what to do.
@@ -228,6 +337,13 @@ impl Ctx {
             ClientError::Call(obj) => {
                 anyhow!("the node refused: {} (code {})", obj.message(), obj.code())
             }
+            ClientError::Transport(t) if t.to_string().contains("401") => anyhow!(
+                "the node at {} refused the wallet's credentials (HTTP 401). {}",
+                self.rpc_url,
+                self.auth_problem.borrow().clone().unwrap_or_else(|| {
+                    "The cookie it was sent is stale or another node's: point --datadir (or CAIRN_DATADIR) at the datadir of the node behind --rpc, or pass --rpc-user and --rpc-password".into()
+                })
+            ),
             ClientError::Transport(t) => anyhow!(
                 "cannot reach the node at {}: {t}. Is cairn-node running there? Choose another node with --rpc URL",
                 self.rpc_url
@@ -241,7 +357,7 @@ impl Ctx {
 
     /// The node's network, checked against the wallet's.
     async fn node_for(&self, wallet: &Wallet) -> anyhow::Result<(HttpClient, ChainInfo)> {
-        let client = self.client()?;
+        let client = self.client_for(&wallet.network.name)?;
         let info = client
             .chain_get_info()
             .await
@@ -276,6 +392,35 @@ impl Ctx {
         }
     }
 }
+
+impl Ctx {
+    /// Refuses a fee above --max-fee, or above 100 times the network's
+    /// minimum when no --max-fee is given.
+    fn check_fee(&self, fee: Amount, network_min: u64) -> anyhow::Result<()> {
+        let (max, source) = match self.max_fee {
+            Some(m) => (m, "--max-fee".to_string()),
+            None => (
+                Amount(network_min.saturating_mul(DEFAULT_MAX_FEE_FACTOR)),
+                format!(
+                    "the default cap ({DEFAULT_MAX_FEE_FACTOR} x the network minimum {})",
+                    coins(network_min)
+                ),
+            ),
+        };
+        if fee > max {
+            bail!(
+                "fee {} is above {source}, {}; nothing was sent. If you mean it, pass --max-fee {}",
+                coins(fee.0),
+                coins(max.0),
+                coins(fee.0)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The default fee cap, in multiples of the network's minimum fee.
+const DEFAULT_MAX_FEE_FACTOR: u64 = 100;
 
 fn coins(units: u64) -> String {
     Amount(units).to_coins_string()
@@ -340,6 +485,15 @@ async fn build_transfer(
             let fee = fee.ok_or_else(|| {
                 anyhow!("--offline needs --fee (the node's minimum is unknown offline)")
             })?;
+            if let Some(max) = ctx.max_fee
+                && fee > max
+            {
+                bail!(
+                    "fee {} is above --max-fee {}; nothing was signed",
+                    coins(fee.0),
+                    coins(max.0)
+                );
+            }
             (chain_id, nonce, fee)
         }
         None => {
@@ -361,6 +515,13 @@ async fn build_transfer(
                     coins(pool.min_fee)
                 );
             }
+            // the network's minimum, not the node's quote: a node cannot raise the cap
+            let network_min = if info.min_fee > 0 {
+                info.min_fee
+            } else {
+                pool.min_fee
+            };
+            ctx.check_fee(fee, network_min)?;
             let cost = amount
                 .checked_add(fee)
                 .ok_or_else(|| anyhow!("amount plus fee overflows"))?;
@@ -466,9 +627,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .join("cairn")
                 .join("wallet.json")
         }),
-        rpc_url: cli.rpc.clone(),
+        rpc_url: normalize_rpc_url(&cli.rpc),
         password_file: cli.password_file.clone(),
         json: cli.json,
+        datadir: cli.datadir.clone(),
+        rpc_user: cli.rpc_user.clone(),
+        rpc_password: cli.rpc_password.clone(),
+        max_fee: cli
+            .max_fee
+            .as_deref()
+            .map(|f| parse_coins("--max-fee", f))
+            .transpose()?,
+        asked: std::cell::RefCell::new(None),
+        auth_problem: std::cell::RefCell::new(None),
     };
     match cli.command {
         Cmd::New(args) => cmd_new(&ctx, args).await,
@@ -598,7 +769,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         view.height.unwrap_or_default(),
                         view.confirmations.unwrap_or_default()
                     ),
-                    TxStatus::Unknown => format!("{id}: unknown to this node"),
+                    TxStatus::Unknown => {
+                        format!("{id}: unknown to this node (not pending, not in the best chain)")
+                    }
                 };
                 if let Some(t) = &view.transaction {
                     out.push_str(&format!(
@@ -612,6 +785,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 out
             });
+            if view.status == TxStatus::Unknown {
+                bail!("transaction {id} is unknown to the node at {}", ctx.rpc_url);
+            }
             Ok(())
         }
         Cmd::History { address, limit } => cmd_history(&ctx, address, limit).await,
@@ -624,7 +800,15 @@ async fn open_or_create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<(Wallet,
     if ctx.wallet_path.exists() {
         return Ok((ctx.open()?, false));
     }
-    let network = if args.offline {
+    let network = if let Some(name) = &args.network {
+        let n = cairn_genesis::Network::builtin(name).map_err(|e| anyhow!("--network: {e}"))?;
+        WalletNetwork {
+            name: n.name.clone(),
+            address_prefix: n.params.address_prefix.to_string(),
+            chain_id: n.params.chain_id,
+            genesis_hash: Some(n.genesis_hash.to_hex()),
+        }
+    } else if args.offline {
         let prefix = args.prefix.clone().unwrap_or_default();
         AddressPrefix::new(&prefix).map_err(|e| anyhow!("--prefix: {e}"))?;
         WalletNetwork {
@@ -637,7 +821,7 @@ async fn open_or_create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<(Wallet,
         let client = ctx.client()?;
         let info = client.chain_get_info().await.map_err(|e| {
             anyhow!(
-                "{}\n(to create a wallet without a node, use --offline --prefix P --chain-id N)",
+                "{}\n(to create a wallet without a node, use --network dev|testnet, or --offline --prefix P --chain-id N for another network)",
                 ctx.rpc_error(e)
             )
         })?;
@@ -808,8 +992,14 @@ async fn cmd_history(ctx: &Ctx, address: Option<String>, limit: u32) -> anyhow::
                 Direction::SelfTransfer => " ",
             };
             let other = e.counterparty.clone().unwrap_or_default();
+            let fee =
+                if e.fee > 0 && matches!(e.direction, Direction::Out | Direction::SelfTransfer) {
+                    format!(" (fee {})", coins(e.fee))
+                } else {
+                    String::new()
+                };
             out.push_str(&format!(
-                "{when}  {:<5} {sign}{} coins  {}{}  {}\n",
+                "{when}  {:<5} {sign}{} coins{fee}  {}{}  {}\n",
                 direction_word(e.direction),
                 coins(e.amount),
                 if other.is_empty() {

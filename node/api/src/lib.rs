@@ -8,11 +8,23 @@
 //! Conventions: hashes, ids and transactions travel as hex strings, amounts
 //! as integers in base units (1 coin = 100000000), addresses as bech32m text.
 //! Errors carry a stable code from [`codes`] and a message a person can act on.
+//!
+//! The API is declared once, in the [`cairn_rpc!`] invocation at the end of
+//! this file: each method's name, class ([`Class`]: who may call it where),
+//! documentation, parameters and result. From that one declaration come the
+//! jsonrpsee server and client traits, the [`method_specs`] table that the
+//! node uses to gate calls and explain bad parameters, and the OpenRPC
+//! document served by `rpc.discover` ([`openrpc::document`]). Adding a
+//! method is one entry there plus its implementation in the node.
+//!
+//! [`auth`] holds the client side of the node's RPC authentication: where
+//! the cookie file is and how to turn it into an HTTP header.
 
 use cairn_consensus::{BlockHash, StateRoot, Target, TxId, TxRoot, Work};
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use jsonrpsee::core::RpcResult;
@@ -63,6 +75,14 @@ pub mod codes {
     pub const MINING_FAILED: i32 = 1030;
     /// A peer operation failed.
     pub const PEER_FAILED: i32 = 1040;
+
+    /// The method changes the node and the RPC listens on a public address
+    /// without `--rpc-allow-control`.
+    pub const METHOD_REFUSED: i32 = 1050;
+    /// The method exists only on dev networks.
+    pub const DEV_ONLY: i32 = 1051;
+    /// A request (a call or a whole batch) asks for more work than allowed.
+    pub const REQUEST_TOO_LARGE: i32 = 1052;
 }
 
 /// An error with a stable code and a message.
@@ -70,8 +90,8 @@ pub fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, message.into(), None::<()>)
 }
 
-/// A block by height or by hash (`chain_getBlock` accepts either).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A block height (a number) or a block hash (64 hex characters).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum BlockId {
     Height(u64),
@@ -79,7 +99,7 @@ pub enum BlockId {
 }
 
 /// `chain_getInfo`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ChainInfo {
     pub network: String,
     pub chain_id: u64,
@@ -96,13 +116,17 @@ pub struct ChainInfo {
     pub peers: u32,
     /// Prefix of this network's addresses.
     pub address_prefix: String,
+    /// The network's minimum transfer fee, base units (the mempool may ask
+    /// more when full: see `mempool_getInfo`).
+    #[serde(default)]
+    pub min_fee: u64,
     /// Sync progress while syncing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncProgress>,
 }
 
 /// Progress of a sync with peers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SyncProgress {
     pub height: u64,
     pub target_height: u64,
@@ -113,7 +137,7 @@ pub struct SyncProgress {
 }
 
 /// A block header, every field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HeaderView {
     pub hash: BlockHash,
     pub version: u32,
@@ -128,7 +152,7 @@ pub struct HeaderView {
 }
 
 /// A transfer, decoded, with its hex encoding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TransferView {
     pub txid: TxId,
     pub chain_id: u64,
@@ -145,7 +169,7 @@ pub struct TransferView {
 }
 
 /// The coinbase of a block.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CoinbaseView {
     pub txid: TxId,
     pub recipient: String,
@@ -154,7 +178,7 @@ pub struct CoinbaseView {
 }
 
 /// `chain_getBlock`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BlockView {
     pub hash: BlockHash,
     pub header: HeaderView,
@@ -170,7 +194,7 @@ pub struct BlockView {
 }
 
 /// Status of a transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TxStatus {
     Pending,
@@ -179,7 +203,7 @@ pub enum TxStatus {
 }
 
 /// `chain_getTransaction`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TransactionView {
     /// `None` when unknown.
     pub transaction: Option<TransferView>,
@@ -193,7 +217,7 @@ pub struct TransactionView {
 }
 
 /// `state_getAccount`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccountView {
     pub address: String,
     /// Confirmed balance, base units.
@@ -207,7 +231,7 @@ pub struct AccountView {
 }
 
 /// Direction of a history entry, seen from the queried address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     In,
@@ -220,7 +244,7 @@ pub enum Direction {
 }
 
 /// One transfer (or reward) involving an address.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HistoryEntry {
     pub txid: TxId,
     pub direction: Direction,
@@ -243,7 +267,7 @@ pub struct HistoryEntry {
 }
 
 /// `state_getHistory`: newest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HistoryPage {
     pub address: String,
     pub entries: Vec<HistoryEntry>,
@@ -253,7 +277,7 @@ pub struct HistoryPage {
 }
 
 /// `mempool_getInfo`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MempoolInfo {
     pub count: u64,
     pub bytes: u64,
@@ -263,7 +287,7 @@ pub struct MempoolInfo {
 }
 
 /// `mining_getInfo`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MiningInfo {
     pub mining: bool,
     pub threads: u32,
@@ -275,8 +299,8 @@ pub struct MiningInfo {
     pub blocks_mined: u64,
 }
 
-/// A peer, by id or by `host:port` (`net_disconnectPeer` accepts either).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A peer id (a number) or a peer address (`host:port`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum PeerRef {
     Id(u64),
@@ -284,7 +308,7 @@ pub enum PeerRef {
 }
 
 /// `net_getPeers`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PeerView {
     /// The connection's number (a reconnection gets a new one).
     pub id: u64,
@@ -316,7 +340,7 @@ pub struct PeerView {
 }
 
 /// `net_listBanned`: one ban.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BanView {
     /// An IP, a subnet (`10.0.0.0/8`), or `ip:port` for a loopback peer.
     pub target: String,
@@ -330,7 +354,7 @@ pub struct BanView {
 
 /// A link fault on the messages a node sends to a peer (`net_setLink`).
 /// Every field is optional; an all-default rule clears the fault.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinkView {
     /// Nothing passes, in either direction: the peers are partitioned.
@@ -346,113 +370,277 @@ pub struct LinkView {
 }
 
 /// `net_getLinks`: a link fault and whom it applies to.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LinkEntry {
     /// The peer's listen address, or `*` for every peer.
     pub peer: String,
     pub rule: LinkView,
 }
 
-/// The Cairn JSON-RPC API.
-#[rpc(server, client)]
-pub trait CairnApi {
+/// `chain_getReorgs`: one change of the best chain that removed blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReorgView {
+    /// When it happened, milliseconds since the Unix epoch (local clock).
+    pub time_ms: u64,
+    /// Blocks that left the best chain.
+    pub depth: u64,
+    /// Blocks that joined it.
+    pub connected: u64,
+    /// The last block both branches share.
+    pub fork_point: BlockHash,
+    pub fork_height: u64,
+    pub old_tip: BlockHash,
+    pub old_height: u64,
+    pub new_tip: BlockHash,
+    pub new_height: u64,
+    /// The blocks that left the best chain, oldest first (at most 64 listed).
+    pub disconnected_blocks: Vec<BlockHash>,
+}
+
+/// `chain_getForks`: a block stored off the best chain (a side branch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SideBlockView {
+    pub hash: BlockHash,
+    pub parent: BlockHash,
+    pub height: u64,
+    pub time_ms: u64,
+    /// When this node stored it (or saw it leave the best chain), ms since the epoch.
+    pub seen_ms: u64,
+    /// `side-branch` when it arrived off the best chain, `reorged-out` when
+    /// a reorganisation removed it.
+    pub reason: String,
+    /// Whether it is on the best chain now (a later reorganisation may bring it back).
+    pub in_best_chain: bool,
+}
+
+/// `mempool_getEntries`: a pending transfer and whether it can be mined now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MempoolEntryView {
+    pub txid: TxId,
+    pub from: String,
+    pub to: String,
+    pub amount: u64,
+    pub fee: u64,
+    pub nonce: u64,
+    /// Encoded size, bytes.
+    pub size: u64,
+    /// When it entered, ms since the epoch.
+    pub added_ms: u64,
+    /// `ready` (its nonce follows the account's) or `waiting`.
+    pub state: String,
+    /// While waiting: the nonce that must be mined or submitted first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for_nonce: Option<u64>,
+}
+
+/// `rpc_methods`: the methods this node answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RpcMethods {
+    pub version: u32,
+    /// Names of the methods callable on this node.
+    pub methods: Vec<String>,
+    /// Every declared method with its class and whether this node allows it.
+    pub details: Vec<MethodInfo>,
+}
+
+/// One entry of `rpc_methods.details`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MethodInfo {
+    pub name: String,
+    /// `read`, `submit`, `control` or `dev`.
+    pub class: String,
+    pub summary: String,
+    /// Whether this node accepts calls to it (see `class`).
+    pub available: bool,
+    /// Why not, when it is not available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An OpenRPC document (`rpc.discover`), as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpenRpcDocument(pub serde_json::Value);
+
+impl JsonSchema for OpenRpcDocument {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OpenRpcDocument".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "An OpenRPC 1.x document (https://spec.open-rpc.org)",
+            "required": ["openrpc", "info", "methods"],
+            "properties": {
+                "openrpc": {"type": "string"},
+                "info": {"type": "object"},
+                "methods": {"type": "array", "items": {"type": "object"}},
+                "components": {"type": "object"},
+            },
+        })
+    }
+}
+
+pub mod auth;
+pub mod openrpc;
+mod spec;
+pub use spec::{Class, MethodSpec, ParamSpec, TypeSpec};
+
+/// Declares the API once: emits the jsonrpsee trait [`CairnApi`] (with its
+/// generated `CairnApiServer` and `CairnApiClient`) and [`method_specs`].
+///
+/// Each entry is `CLASS "wire_name" => fn rust_name(params) -> Result;`
+/// with its doc comment. A parameter typed `Option<T>` may be omitted by
+/// callers. Classes are [`Class`] variants.
+macro_rules! cairn_rpc {
+    (@params [$($out:expr),*] $p:ident : Option<$t:ty> $(, $($rest:tt)*)?) => {
+        cairn_rpc!(@params [$($out,)* ParamSpec::optional::<$t>(stringify!($p))] $($($rest)*)?)
+    };
+    (@params [$($out:expr),*] $p:ident : $t:ty $(, $($rest:tt)*)?) => {
+        cairn_rpc!(@params [$($out,)* ParamSpec::required::<$t>(stringify!($p))] $($($rest)*)?)
+    };
+    (@params [$($out:expr),*]) => {
+        vec![$($out),*]
+    };
+    (
+        $(
+            $(#[doc = $doc:literal])*
+            $class:ident $name:literal => fn $f:ident ( $($params:tt)* ) -> $ret:ty;
+        )*
+    ) => {
+        /// The Cairn JSON-RPC API.
+        #[rpc(server, client)]
+        pub trait CairnApi {
+            $(
+                $(#[doc = $doc])*
+                #[method(name = $name)]
+                async fn $f(&self, $($params)*) -> RpcResult<$ret>;
+            )*
+
+            /// Each new best block's header, as it arrives (WebSocket only).
+            #[subscription(name = "chain_subscribeNewHeads" => "chain_newHead", unsubscribe = "chain_unsubscribeNewHeads", item = HeaderView)]
+            async fn subscribe_new_heads(&self) -> SubscriptionResult;
+        }
+
+        /// Every method of the API, in declaration order: the source of the
+        /// OpenRPC document and of the node's per-method policy.
+        pub fn method_specs() -> Vec<MethodSpec> {
+            let mut specs = vec![$(
+                MethodSpec {
+                    name: $name,
+                    class: Class::$class,
+                    doc: concat!($($doc, "\n"),*),
+                    params: cairn_rpc!(@params [] $($params)*),
+                    result: TypeSpec::of::<$ret>(),
+                    subscription: None,
+                }
+            ),*];
+            specs.push(MethodSpec {
+                name: "chain_subscribeNewHeads",
+                class: Class::Read,
+                doc: " Each new best block's header, as it arrives (WebSocket only): notifications `chain_newHead`, ended by `chain_unsubscribeNewHeads`.",
+                params: vec![],
+                result: TypeSpec::of::<HeaderView>(),
+                subscription: Some(("chain_newHead", "chain_unsubscribeNewHeads")),
+            });
+            specs
+        }
+    };
+}
+
+cairn_rpc! {
     /// Network, best block and sync state.
-    #[method(name = "chain_getInfo")]
-    async fn chain_get_info(&self) -> RpcResult<ChainInfo>;
+    Read "chain_getInfo" => fn chain_get_info() -> ChainInfo;
 
     /// A block by height (on the best chain) or by hash (any stored block).
-    #[method(name = "chain_getBlock")]
-    async fn chain_get_block(&self, id: BlockId) -> RpcResult<BlockView>;
+    Read "chain_getBlock" => fn chain_get_block(id: BlockId) -> BlockView;
 
     /// The hash of the best-chain block at `height`.
-    #[method(name = "chain_getBlockHash")]
-    async fn chain_get_block_hash(&self, height: u64) -> RpcResult<BlockHash>;
+    Read "chain_getBlockHash" => fn chain_get_block_hash(height: u64) -> BlockHash;
 
     /// A transfer by id: pending, confirmed (with block and confirmations) or unknown.
-    #[method(name = "chain_getTransaction")]
-    async fn chain_get_transaction(&self, txid: TxId) -> RpcResult<TransactionView>;
+    Read "chain_getTransaction" => fn chain_get_transaction(txid: TxId) -> TransactionView;
+
+    /// Recent reorganisations of the best chain, newest first (at most
+    /// `limit`, default 20; the node keeps the last 64 since it started).
+    Read "chain_getReorgs" => fn chain_get_reorgs(limit: Option<u32>) -> Vec<ReorgView>;
+
+    /// Recent blocks stored off the best chain (side branches and blocks a
+    /// reorganisation removed), newest first (at most `limit`, default 50).
+    Read "chain_getForks" => fn chain_get_forks(limit: Option<u32>) -> Vec<SideBlockView>;
 
     /// Balance and nonces of an address.
-    #[method(name = "state_getAccount")]
-    async fn state_get_account(&self, address: String) -> RpcResult<AccountView>;
+    Read "state_getAccount" => fn state_get_account(address: String) -> AccountView;
 
     /// Transfers in and out of an address and its rewards, newest first:
     /// pending ones, then up to `limit` confirmed ones below `before_height`.
-    #[method(name = "state_getHistory")]
-    async fn state_get_history(
-        &self,
-        address: String,
-        limit: Option<u32>,
-        before_height: Option<u64>,
-    ) -> RpcResult<HistoryPage>;
+    Read "state_getHistory" => fn state_get_history(address: String, limit: Option<u32>, before_height: Option<u64>) -> HistoryPage;
 
     /// Submits a signed transfer (hex of its borsh encoding); returns its id.
-    #[method(name = "tx_submit")]
-    async fn tx_submit(&self, transfer_hex: String) -> RpcResult<TxId>;
+    Submit "tx_submit" => fn tx_submit(transfer_hex: String) -> TxId;
 
     /// Size and entry fee of the mempool.
-    #[method(name = "mempool_getInfo")]
-    async fn mempool_get_info(&self) -> RpcResult<MempoolInfo>;
+    Read "mempool_getInfo" => fn mempool_get_info() -> MempoolInfo;
+
+    /// Pending transfers, best fee first, each `ready` or `waiting` for an
+    /// earlier nonce (at most `limit`, default 100, at most 1000).
+    Read "mempool_getEntries" => fn mempool_get_entries(limit: Option<u32>) -> Vec<MempoolEntryView>;
 
     /// Mines `count` blocks now with the node's miner, paying `address`;
-    /// returns their hashes once they are durable.
-    #[method(name = "mining_generate")]
-    async fn mining_generate(&self, count: u32, address: String) -> RpcResult<Vec<BlockHash>>;
+    /// returns their hashes once they are durable. A request (one call or a
+    /// whole batch) may ask for at most 10000 blocks.
+    Control "mining_generate" => fn mining_generate(count: u32, address: String) -> Vec<BlockHash>;
 
     /// Whether the node mines, on how many threads, at what hashrate.
-    #[method(name = "mining_getInfo")]
-    async fn mining_get_info(&self) -> RpcResult<MiningInfo>;
+    Read "mining_getInfo" => fn mining_get_info() -> MiningInfo;
 
     /// Starts mining continuously to `address` (default: the configured
     /// miner address) on `threads` threads (default: all cores).
-    #[method(name = "mining_start")]
-    async fn mining_start(&self, address: Option<String>, threads: Option<u32>) -> RpcResult<()>;
+    Control "mining_start" => fn mining_start(address: Option<String>, threads: Option<u32>) -> ();
 
     /// Stops continuous mining.
-    #[method(name = "mining_stop")]
-    async fn mining_stop(&self) -> RpcResult<()>;
+    Control "mining_stop" => fn mining_stop() -> ();
 
     /// Connected peers.
-    #[method(name = "net_getPeers")]
-    async fn net_get_peers(&self) -> RpcResult<Vec<PeerView>>;
+    Read "net_getPeers" => fn net_get_peers() -> Vec<PeerView>;
 
     /// Connects to a peer at `host:port` and returns it once connected; an
     /// error says why not (unreachable, refused and why). Lifts an earlier
     /// `net_disconnectPeer` and any ban on that address.
-    #[method(name = "net_addPeer")]
-    async fn net_add_peer(&self, address: String) -> RpcResult<PeerView>;
+    Control "net_addPeer" => fn net_add_peer(address: String) -> PeerView;
 
     /// Disconnects a peer by id (a number) or address (`host:port`) and
     /// keeps it away until `net_addPeer`.
-    #[method(name = "net_disconnectPeer")]
-    async fn net_disconnect_peer(&self, peer: PeerRef) -> RpcResult<()>;
+    Control "net_disconnectPeer" => fn net_disconnect_peer(peer: PeerRef) -> ();
 
-    /// Current bans.
-    #[method(name = "net_listBanned")]
-    async fn net_list_banned(&self) -> RpcResult<Vec<BanView>>;
+    /// Current bans: target, when set, until when, why, by whom.
+    Read "net_listBanned" => fn net_list_banned() -> Vec<BanView>;
 
     /// Bans an IP, a subnet (`10.0.0.0/8`) or, on loopback, an `ip:port`
     /// for `duration_secs` seconds (0 lifts the ban). Connected peers it
     /// covers are disconnected.
-    #[method(name = "net_setBan")]
-    async fn net_set_ban(&self, target: String, duration_secs: u64) -> RpcResult<()>;
+    Control "net_setBan" => fn net_set_ban(target: String, duration_secs: u64) -> ();
 
     /// Lifts every ban; returns how many there were.
-    #[method(name = "net_clearBanned")]
-    async fn net_clear_banned(&self) -> RpcResult<u64>;
+    Control "net_clearBanned" => fn net_clear_banned() -> u64;
 
     /// Sets a link fault on what this node sends to the peer listening at
     /// `peer` (`host:port`), or to every peer (`*`): partition (`drop`),
     /// delay, jitter, loss, rate. A default rule clears it. Returns how many
     /// connected peers it applies to. Never causes a ban.
-    #[method(name = "net_setLink")]
-    async fn net_set_link(&self, peer: String, rule: LinkView) -> RpcResult<u64>;
+    Control "net_setLink" => fn net_set_link(peer: String, rule: LinkView) -> u64;
 
     /// The link faults in force.
-    #[method(name = "net_getLinks")]
-    async fn net_get_links(&self) -> RpcResult<Vec<LinkEntry>>;
+    Read "net_getLinks" => fn net_get_links() -> Vec<LinkEntry>;
 
-    /// Each new best block's header, as it arrives (WebSocket only).
-    #[subscription(name = "chain_subscribeNewHeads" => "chain_newHead", unsubscribe = "chain_unsubscribeNewHeads", item = HeaderView)]
-    async fn subscribe_new_heads(&self) -> SubscriptionResult;
+    /// Sends `amount` base units (default 1000 coins) to `address` from a
+    /// prefunded dev account; returns the transfer's id. Dev networks only.
+    Dev "dev_faucet" => fn dev_faucet(address: String, amount: Option<u64>) -> TxId;
+
+    /// This API as an OpenRPC 1.x document: every method with its
+    /// parameters and result schemas.
+    Read "rpc.discover" => fn rpc_discover() -> OpenRpcDocument;
+
+    /// The methods this node answers, with their classes.
+    Read "rpc_methods" => fn rpc_methods() -> RpcMethods;
 }

@@ -102,6 +102,8 @@ pub enum PeerSelector {
 pub struct P2pStatus {
     pub inbound: usize,
     pub outbound: usize,
+    /// Bans in force.
+    pub banned: usize,
     /// Height of the best validated header (the tip's when none is better).
     pub best_header_height: u64,
     /// Progress toward the best header chain while it has more work than

@@ -516,24 +516,19 @@ impl Manager {
         tokio::task::spawn_blocking(move || store.apply(ops));
     }
 
+    /// Publishes the status (the node's `/metrics` reads its level gauges
+    /// from it when scraped).
     pub fn publish_status(&mut self, sync: Option<SyncProgress>) {
         let (inbound, outbound) = self.peer_counts();
-        metrics::gauge!("cairn_peers", "direction" => "inbound").set(inbound as f64);
-        metrics::gauge!("cairn_peers", "direction" => "outbound").set(outbound as f64);
-        metrics::gauge!("cairn_banned").set(self.bans.len() as f64);
-        let best = self.tree.best();
-        let best_header_height = best
+        let best_header_height = self
+            .tree
+            .best()
             .filter(|b| b.work > self.tip.work)
             .map_or(self.tip.height, |b| b.header.height.0);
-        metrics::gauge!("cairn_best_header_height").set(best_header_height as f64);
-        metrics::gauge!("cairn_syncing").set(if sync.is_some() { 1.0 } else { 0.0 });
-        metrics::gauge!("cairn_sync_progress").set(match &sync {
-            Some(p) if p.target_height > 0 => p.height as f64 / p.target_height as f64,
-            _ => 1.0,
-        });
         self.status.send_replace(P2pStatus {
             inbound,
             outbound,
+            banned: self.bans.len(),
             best_header_height,
             sync,
         });
