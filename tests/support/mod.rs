@@ -2,6 +2,7 @@
 //! as real processes, RPC clients, signing, and waits with a deadline that
 //! explain themselves on timeout.
 #![allow(dead_code)]
+pub mod raw_peer;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};

@@ -13,10 +13,12 @@ pub struct P2pConfig {
     pub target_outbound: usize,
     /// Inbound connections accepted at most (beyond, one is evicted).
     pub max_inbound: usize,
-    /// Inbound connections from one IP address (not applied to whitelisted
-    /// peers, nor to loopback on a dev network).
+    /// Inbound connections from one IP address, and of its connections in
+    /// their handshake at once (not applied to whitelisted peers, nor to
+    /// loopback on a dev network).
     pub max_inbound_per_ip: usize,
-    /// Connections that have not finished their handshake, at most.
+    /// Connections that have not finished their handshake, at most (one IP
+    /// address holds at most `max_inbound_per_ip` of them).
     pub max_pending_handshakes: usize,
     /// Outbound connections to addresses learned from one source.
     pub max_outbound_per_source: usize,

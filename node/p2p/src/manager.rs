@@ -103,6 +103,9 @@ pub(crate) struct Peer {
     pub hint: Option<BlockHash>,
     pub headers: PeerHeaders,
     pub headers_request: Option<HeadersRequest>,
+    /// Its answer to our headers request is being validated: it is still
+    /// busy with it (asking again now would restart its chain).
+    pub headers_checking: bool,
     /// More headers to ask for once the tree has room.
     pub headers_deferred: Option<BlockHash>,
     pub unconnecting: u32,
@@ -164,6 +167,9 @@ pub(crate) struct Pending {
     pub direction: Direction,
     pub dial: Option<PeerAddr>,
     pub nonce: u64,
+    /// Where an inbound connection comes from (its handshake slots are
+    /// limited per address).
+    pub from: Option<std::net::IpAddr>,
 }
 
 /// Results of blocking work.
@@ -542,12 +548,30 @@ impl Manager {
             return;
         }
         let now = now_ms();
-        if !self.is_local_addr(&remote, None)
-            && !remote.ip().is_loopback()
-            && self.bans.is_banned(&remote, now).is_some()
-        {
+        let local = self.is_local_addr(&remote, None);
+        if !local && !remote.ip().is_loopback() && self.bans.is_banned(&remote, now).is_some() {
             tracing::debug!("refusing banned {remote}");
             return;
+        }
+        // one address may hold only its share of the handshake slots, so a
+        // flood of idle connections from it cannot keep everyone else out
+        let exempt =
+            local || (self.loopback_local() && classify(remote.ip()) == NetClass::Loopback);
+        let share = self.cfg.max_inbound_per_ip.max(1);
+        if !exempt {
+            let ip = remote.ip();
+            let held = self.pending.values().filter(|p| p.from == Some(ip)).count()
+                + self
+                    .half_open
+                    .values()
+                    .filter(|p| p.direction == Direction::Inbound && p.remote.ip() == ip)
+                    .count();
+            if held >= share {
+                tracing::debug!(
+                    "refusing {remote}: {held} of its connections are in their handshake"
+                );
+                return;
+            }
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -558,6 +582,7 @@ impl Manager {
                 direction: Direction::Inbound,
                 dial: None,
                 nonce,
+                from: Some(remote.ip()),
             },
         );
         tokio::spawn(connection::run(
@@ -581,6 +606,7 @@ impl Manager {
                 direction: Direction::Outbound,
                 dial: Some(addr.clone()),
                 nonce,
+                from: None,
             },
         );
         tokio::spawn(connection::dial(
@@ -592,8 +618,13 @@ impl Manager {
         id
     }
 
+    /// Addresses being dialled: before the hellos, or waiting for the
+    /// welcome.
     fn dialing(&self) -> impl Iterator<Item = &PeerAddr> {
-        self.pending.values().filter_map(|p| p.dial.as_ref())
+        self.pending
+            .values()
+            .filter_map(|p| p.dial.as_ref())
+            .chain(self.half_open.values().filter_map(|p| p.dial.as_ref()))
     }
 
     fn on_conn_event(&mut self, ev: ConnEvent) {
@@ -618,6 +649,7 @@ impl Manager {
                 direction: peer.direction,
                 dial: peer.dial,
                 nonce: peer.nonce,
+                from: None,
             },
             (None, None) => return,
         };
@@ -747,6 +779,7 @@ impl Manager {
             hint: Some(hello.best_hash),
             headers: PeerHeaders::default(),
             headers_request: None,
+            headers_checking: false,
             headers_deferred: None,
             unconnecting: 0,
             known_blocks,
@@ -1255,6 +1288,16 @@ impl Manager {
         let mut connected: HashSet<PeerAddr> = self.dialing().cloned().collect();
         let mut per_source: HashMap<crate::addr::NetGroup, usize> = HashMap::new();
         let mut groups: HashSet<crate::addr::NetGroup> = HashSet::new();
+        // dials under way count as connections: a peer whose addresses answer
+        // the handshake slowly would otherwise get a new dial every tick
+        for a in self.dialing() {
+            if let Some(src) = self.book.source_of(a) {
+                *per_source.entry(src).or_default() += 1;
+            }
+            if let Some(ip) = a.ip() {
+                groups.insert(crate::addr::net_group(&ip));
+            }
+        }
         for p in self.peers.values() {
             if let Some(a) = p.book_addr() {
                 if p.direction == Direction::Outbound {

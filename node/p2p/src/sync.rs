@@ -22,7 +22,7 @@ use crate::download::{Arrival, PeerSlot};
 use crate::headers::{Decision, HeaderBatchError, ValidatedBatch, validate_batch};
 use crate::manager::{HeadersRequest, Job, Manager, Shown, now_ms};
 use crate::message::{MAX_GET_BLOCKS, MAX_HEADERS, MAX_LOCATOR, Message};
-use crate::peer::Misbehaviour;
+use crate::peer::{Direction, Misbehaviour};
 use crate::progress::{SyncProgress, progress};
 
 /// Blocks behind the best header from which the node counts as syncing.
@@ -98,7 +98,7 @@ impl Manager {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
-        if p.headers_request.is_some() {
+        if p.headers_request.is_some() || p.headers_checking {
             return;
         }
         let first = from.or(best);
@@ -192,6 +192,9 @@ impl Manager {
             }
             _ => (self.tree.ancestors(&first.parent, MEDIAN_TIME_SPAN), false),
         };
+        if answer && let Some(p) = self.peers.get_mut(&id) {
+            p.headers_checking = true;
+        }
         let backend = self.backend.clone();
         let params = self.network.params.clone();
         self.spawn_job(move || {
@@ -215,8 +218,11 @@ impl Manager {
         full: bool,
         continues: bool,
     ) {
-        if !self.peers.contains_key(&id) {
+        let Some(p) = self.peers.get_mut(&id) else {
             return;
+        };
+        if answer {
+            p.headers_checking = false;
         }
         let batch = match result {
             Ok(b) => b,
@@ -349,9 +355,13 @@ impl Manager {
         }
     }
 
-    /// Starts the catch-up header sync with the peer claiming the most work
-    /// beyond what we know, when no catch-up is running; resumes header
-    /// requests that waited for room in the tree.
+    /// Starts the catch-up header sync, when none is running, with a peer
+    /// that claims more work than we know: one we chose (outbound) or the
+    /// operator's own first, then the longest connected. A claim is never a
+    /// reason to go first: a peer that boasts, stalls and reconnects at once
+    /// would otherwise be asked before every honest peer, every time. Each
+    /// peer is asked once per claim, so every claim gets its turn. Also
+    /// resumes header requests that waited for room in the tree.
     pub(crate) fn sync_tick(&mut self) {
         if self.tree.len() < self.cfg.max_headers_ahead {
             let deferred: Vec<(u64, BlockHash)> = self
@@ -363,19 +373,24 @@ impl Manager {
                 self.request_headers(id, Some(from), true);
             }
         }
-        let catching_up = self
-            .peers
-            .values()
-            .any(|p| p.headers_request.is_some_and(|r| r.catch_up) || p.headers_deferred.is_some());
+        let catching_up = self.peers.values().any(|p| {
+            p.headers_request.is_some_and(|r| r.catch_up)
+                || p.headers_checking
+                || p.headers_deferred.is_some()
+        });
         if !catching_up {
             let known = self.known_work();
-            let best = self
+            let next = self
                 .peers
                 .iter()
-                .filter(|(_, p)| p.headers_request.is_none())
-                .filter_map(|(id, p)| p.claimed_work.filter(|c| *c > known).map(|c| (c, *id)))
-                .max();
-            if let Some((_, id)) = best {
+                .filter(|(_, p)| p.headers_request.is_none() && !p.headers_checking)
+                .filter(|(_, p)| p.claimed_work.is_some_and(|c| c > known))
+                .min_by_key(|(id, p)| {
+                    let chosen = p.direction == Direction::Outbound || p.local;
+                    (!chosen, p.connected_at, **id)
+                })
+                .map(|(id, _)| *id);
+            if let Some(id) = next {
                 self.request_headers(id, None, true);
             }
         }
