@@ -91,7 +91,7 @@ async fn mine(rpc: &HttpClient, n: u32) -> BlockHash {
 async fn describe(nodes: &[(&str, &Running)]) -> String {
     let mut out = String::new();
     for (name, n) in nodes {
-        let rpc = http(&n.rpc_url());
+        let rpc = n.client();
         let info = rpc.chain_get_info().await;
         let peers = rpc.net_get_peers().await;
         let bans = rpc.net_list_banned().await;
@@ -126,7 +126,7 @@ async fn wait_on_within(
     timeout: Duration,
 ) -> Duration {
     let start = Instant::now();
-    let rpc = http(&all[0].1.rpc_url());
+    let rpc = all[0].1.client();
     wait_for(
         what,
         timeout,
@@ -142,7 +142,7 @@ async fn wait_on_within(
 
 /// The victim's bans, as `target: reason` lines.
 async fn bans(node: &Running) -> Vec<String> {
-    http(&node.rpc_url())
+    node.client()
         .net_list_banned()
         .await
         .expect("net_listBanned")
@@ -254,7 +254,7 @@ async fn sync_under_claim(
         }
         None => None,
     };
-    let rpc_h = http(&honest.rpc_url());
+    let rpc_h = honest.client();
     let start = Instant::now();
     rpc_h
         .net_add_peer(p2p(&victim).to_string())
@@ -308,7 +308,7 @@ async fn sync_under_claim(
 async fn a_peer_claiming_work_it_cannot_show_is_dropped_while_the_victim_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let honest = launch(honest_config(&dir.path().join("honest"))).await;
-    let target = mine(&http(&honest.rpc_url()), 600).await;
+    let target = mine(&honest.client(), 600).await;
     let base = sync_under_claim(&dir.path().join("v0"), &honest, target, None).await;
     let mut report = format!("sync of 600 blocks: {base:?} without an attack");
     for (i, claim) in [Claim::Empty, Claim::Silent, Claim::Short]
@@ -346,7 +346,7 @@ async fn churning_boaster(to: SocketAddr, stop: tokio::sync::watch::Receiver<boo
 async fn a_boaster_that_reconnects_at_once_cannot_hold_up_the_sync() {
     let dir = tempfile::tempdir().unwrap();
     let honest = launch(honest_config(&dir.path().join("honest"))).await;
-    let target = mine(&http(&honest.rpc_url()), 300).await;
+    let target = mine(&honest.client(), 300).await;
     let victim = launch(victim_config(&dir.path().join("victim"))).await;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let attackers: Vec<_> = (0..2)
@@ -365,7 +365,8 @@ async fn a_boaster_that_reconnects_at_once_cannot_hold_up_the_sync() {
     )
     .await;
     let start = Instant::now();
-    http(&honest.rpc_url())
+    honest
+        .client()
         .net_add_peer(p2p(&victim).to_string())
         .await
         .expect("the honest node connects to the victim");
@@ -423,7 +424,7 @@ async fn header_spam(ours: u32, spam: usize, budget: usize) {
     cfg.p2p.header_budget = budget;
     let victim = launch(cfg).await;
     let honest = launch(honest_config(&dir.path().join("honest"))).await;
-    let (rv, rh) = (http(&victim.rpc_url()), http(&honest.rpc_url()));
+    let (rv, rh) = (victim.client(), honest.client());
     let all = [("victim", &victim), ("honest", &honest)];
     let built = Instant::now();
     let spam_chain = tokio::task::spawn_blocking(move || {
@@ -517,7 +518,7 @@ fn orphan_block(salt: u64) -> cairn_consensus::Block {
 async fn announcements_that_never_connect_disconnect_without_a_ban_and_sync_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let honest = launch(honest_config(&dir.path().join("honest"))).await;
-    let target = mine(&http(&honest.rpc_url()), 600).await;
+    let target = mine(&honest.client(), 600).await;
     let base = baseline(&dir.path().join("v0"), &honest, target).await;
 
     let victim = launch(victim_config(&dir.path().join("victim"))).await;
@@ -526,7 +527,8 @@ async fn announcements_that_never_connect_disconnect_without_a_ban_and_sync_goes
         .await
         .unwrap();
     let start = Instant::now();
-    http(&honest.rpc_url())
+    honest
+        .client()
         .net_add_peer(p2p(&victim).to_string())
         .await
         .unwrap();
@@ -588,10 +590,7 @@ async fn answers_before(
 async fn a_block_named_many_times_in_one_request_is_sent_once() {
     let dir = tempfile::tempdir().unwrap();
     let victim = launch(victim_config(&dir.path().join("victim"))).await;
-    let hashes = http(&victim.rpc_url())
-        .mining_generate(3, miner())
-        .await
-        .unwrap();
+    let hashes = victim.client().mining_generate(3, miner()).await.unwrap();
     let (h1, h2, h3) = (hashes[0], hashes[1], hashes[2]);
     let mut a = RawPeer::connect(p2p(&victim), hello(dev().genesis_hash))
         .await
@@ -634,7 +633,7 @@ async fn floods_of_announcements_and_pings_disconnect_without_a_ban() {
     cfg.p2p.inv_per_sec = 1_000;
     let victim = launch(cfg).await;
     let honest = launch(honest_config(&dir.path().join("honest"))).await;
-    let (rv, rh) = (http(&victim.rpc_url()), http(&honest.rpc_url()));
+    let (rv, rh) = (victim.client(), honest.client());
     let all = [("victim", &victim), ("honest", &honest)];
     rh.net_add_peer(p2p(&victim).to_string()).await.unwrap();
 
@@ -811,11 +810,7 @@ async fn idle_connections_stay_within_the_caps_and_honest_peers_still_get_in() {
     let victim = launch(cfg).await;
     let inbound = launch(honest_config(&dir.path().join("in"))).await;
     let outbound = launch(honest_config(&dir.path().join("out"))).await;
-    let (rv, ri, ro) = (
-        http(&victim.rpc_url()),
-        http(&inbound.rpc_url()),
-        http(&outbound.rpc_url()),
-    );
+    let (rv, ri, ro) = (victim.client(), inbound.client(), outbound.client());
     let to = p2p(&victim);
     let all = [("victim", &victim), ("in", &inbound), ("out", &outbound)];
     let open: Open = Default::default();
@@ -898,7 +893,7 @@ async fn replayed_nonces_cannot_keep_two_honest_nodes_apart() {
     let v = launch(victim_config(&dir.path().join("v"))).await;
     let w = launch(victim_config(&dir.path().join("w"))).await;
     let genesis = dev().genesis_hash;
-    let (rv, rw) = (http(&v.rpc_url()), http(&w.rpc_url()));
+    let (rv, rw) = (v.client(), w.client());
     let all = [("v", &v), ("w", &w)];
 
     // the raw peer learns each node's nonce and hands it to the other, and
@@ -960,7 +955,7 @@ async fn replayed_nonces_cannot_keep_two_honest_nodes_apart() {
 async fn one_source_of_addresses_gets_at_most_two_outbound_connections() {
     let dir = tempfile::tempdir().unwrap();
     let victim = launch(victim_config(&dir.path().join("victim"))).await;
-    let rv = http(&victim.rpc_url());
+    let rv = victim.client();
     let genesis = dev().genesis_hash;
 
     // 250 listeners the test controls: each answers the handshake slowly
@@ -1120,7 +1115,7 @@ async fn invalid_data_bans_strangers_but_only_disconnects_the_operators_peers() 
     let mut cfg = victim_config(&dir.path().join("victim"));
     cfg.p2p.whitelist = vec![cairn_p2p::bans::parse_net("127.0.0.2").unwrap()];
     let victim = launch(cfg).await;
-    let rv = http(&victim.rpc_url());
+    let rv = victim.client();
     let genesis = dev().genesis_hash;
     let to = p2p(&victim);
 

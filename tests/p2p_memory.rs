@@ -95,7 +95,7 @@ impl Victim {
         };
         Victim {
             child,
-            rpc: http(&rpc),
+            rpc: client_for_datadir(&rpc, datadir),
             p2p,
             log,
         }
@@ -261,7 +261,7 @@ async fn a_peer_that_asks_for_blocks_and_never_reads_is_cut_off_within_the_memor
     let mut cfg = NodeConfig::ephemeral(dir.path().join("honest"));
     cfg.peers = vec![victim.p2p.to_string()];
     let honest: Running = service::launch(dev(), cfg).await.unwrap();
-    let rh = http(&honest.rpc_url());
+    let rh = honest.client();
     wait_honest(&rh, &victim, *hashes.last().unwrap()).await;
     let baseline = victim.rss();
     let mut most = baseline;
