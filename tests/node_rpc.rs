@@ -400,6 +400,18 @@ async fn a_full_mempool_and_a_busy_sender_are_refused_with_their_codes() {
         .unwrap();
     assert_eq!(rpc.mempool_get_info().await.unwrap().count, 2);
 
+    // transfers waiting for an earlier nonce have a pool of their own: they
+    // neither raise the quoted fee nor make room by evicting ready ones
+    for (k, n) in [(3, 1), (3, 2), (4, 1)] {
+        rpc.tx_submit(hex_of(&sign(&a[k].key, id, to, COIN, fee + 100, n)))
+            .await
+            .unwrap();
+    }
+    let info = rpc.mempool_get_info().await.unwrap();
+    assert_eq!((info.count, info.waiting_count), (5, 3), "{info:?}");
+    assert_eq!(info.bytes, 2 * SIGNED_TRANSFER_BYTES as u64, "{info:?}");
+    assert_eq!(info.min_fee, fee + 2, "only ready transfers set the quote");
+
     let dir2 = tempfile::tempdir().unwrap();
     let mut config = NodeConfig::ephemeral(dir2.path().to_path_buf());
     config.mempool.max_per_sender = 2;

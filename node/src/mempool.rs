@@ -3,6 +3,9 @@
 //! - Per sender, transfers are kept by nonce. A transfer whose nonce leaves a
 //!   gap waits (at most `max_nonce_gap` ahead of the account nonce, at most
 //!   `max_per_sender` per sender) and becomes ready when the gap fills.
+//! - Ready and waiting transfers have separate byte bounds: waiting ones
+//!   (which cannot be mined yet) are held in a small pool of their own, so
+//!   that filling it never raises the fee quoted to everyone else.
 //! - A pending transfer can be replaced by one with the same sender and
 //!   nonce paying at least `replace_bump_percent` more fee.
 //! - The pool is bounded by bytes; when full, a new transfer evicts the
@@ -24,8 +27,13 @@ use cairn_consensus::{Account, Address, Amount, SignedTransfer, TxId};
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MempoolConfig {
-    /// Total size of the pending transfers' encodings.
+    /// Total size of the ready transfers' encodings (those that can be
+    /// mined now); when full, the minimum fee rises.
     pub max_bytes: usize,
+    /// Total size of the transfers waiting for an earlier nonce; when
+    /// full, the lowest-fee waiting ones make room or a newcomer is refused.
+    /// Never raises the minimum fee.
+    pub max_waiting_bytes: usize,
     /// Pending transfers per sender (ready or waiting).
     pub max_per_sender: usize,
     /// How far ahead of the account nonce a transfer may be.
@@ -40,6 +48,7 @@ impl Default for MempoolConfig {
     fn default() -> Self {
         MempoolConfig {
             max_bytes: 32 << 20,
+            max_waiting_bytes: 4 << 20,
             max_per_sender: 256,
             max_nonce_gap: 64,
             expiry_ms: 3 * 3600 * 1000,
@@ -83,6 +92,14 @@ pub enum MempoolError {
     SenderLimit { count: usize },
     #[error("the mempool is full; a transfer needs a fee of at least {min_fee} to enter")]
     Full { min_fee: Amount },
+    #[error(
+        "nonce {nonce} leaves a gap after the account's next nonce {next_nonce}, and the pool of transfers waiting for earlier nonces is full; send nonce {next_nonce} first, or pay a fee of at least {min_fee}"
+    )]
+    WaitingFull {
+        nonce: u64,
+        next_nonce: u64,
+        min_fee: Amount,
+    },
 }
 
 /// A pending transfer.
@@ -93,6 +110,8 @@ pub struct Entry {
     pub sender: Address,
     pub added_ms: u64,
     seq: u64,
+    /// Whether its nonce follows the account nonce without a gap.
+    ready: bool,
 }
 
 impl Entry {
@@ -107,7 +126,14 @@ impl Entry {
     fn cost(&self) -> Amount {
         self.tx.transfer.total_cost().unwrap_or(Amount::MAX)
     }
+
+    fn fee_key(&self) -> FeeKey {
+        (self.fee(), Reverse(self.seq), self.id)
+    }
 }
+
+/// Orders entries for eviction: lowest fee first, among equal fees the newest.
+type FeeKey = (Amount, Reverse<u64>, TxId);
 
 /// What an accepted insert changed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -122,8 +148,12 @@ pub struct Mempool {
     min_fee: Amount,
     entries: HashMap<TxId, Entry>,
     by_sender: HashMap<Address, BTreeMap<u64, TxId>>,
-    /// Eviction order: lowest fee first, and among equal fees the newest.
-    by_fee: BTreeSet<(Amount, Reverse<u64>, TxId)>,
+    /// Each sender's confirmed account nonce, as last given by the caller.
+    account_nonces: HashMap<Address, u64>,
+    /// Ready entries in eviction order.
+    by_fee: BTreeSet<FeeKey>,
+    /// Waiting entries in eviction order.
+    waiting: BTreeSet<FeeKey>,
     next_seq: u64,
 }
 
@@ -136,7 +166,9 @@ impl Mempool {
             min_fee,
             entries: HashMap::new(),
             by_sender: HashMap::new(),
+            account_nonces: HashMap::new(),
             by_fee: BTreeSet::new(),
+            waiting: BTreeSet::new(),
             next_seq: 0,
         }
     }
@@ -149,12 +181,32 @@ impl Mempool {
         self.entries.is_empty()
     }
 
+    /// Bytes of all pending transfers, ready and waiting.
     pub fn bytes(&self) -> usize {
         self.entries.len() * ENTRY_BYTES
     }
 
+    /// Bytes of the ready transfers (those bounded by `max_bytes`).
+    pub fn ready_bytes(&self) -> usize {
+        self.by_fee.len() * ENTRY_BYTES
+    }
+
+    /// Bytes of the transfers waiting for an earlier nonce.
+    pub fn waiting_bytes(&self) -> usize {
+        self.waiting.len() * ENTRY_BYTES
+    }
+
     pub fn max_bytes(&self) -> usize {
         self.config.max_bytes
+    }
+
+    pub fn max_waiting_bytes(&self) -> usize {
+        self.config.max_waiting_bytes
+    }
+
+    /// How many transfers wait for an earlier nonce.
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
     }
 
     pub fn get(&self, id: &TxId) -> Option<&Entry> {
@@ -167,7 +219,7 @@ impl Mempool {
 
     /// The lowest fee a new transfer can pay and enter now.
     pub fn min_fee(&self) -> Amount {
-        if self.bytes() + ENTRY_BYTES <= self.config.max_bytes {
+        if self.ready_bytes() + ENTRY_BYTES <= self.config.max_bytes {
             return self.min_fee;
         }
         match self.by_fee.first() {
@@ -227,7 +279,14 @@ impl Mempool {
     ) -> Vec<(&Entry, Option<u64>)> {
         let mut first_missing: HashMap<Address, u64> = HashMap::new();
         let mut out = Vec::with_capacity(limit.min(self.entries.len()));
-        for (_, _, id) in self.by_fee.iter().rev().take(limit) {
+        let mut ready = self.by_fee.iter().rev().peekable();
+        let mut waiting = self.waiting.iter().rev().peekable();
+        let by_fee_desc = std::iter::from_fn(|| match (ready.peek(), waiting.peek()) {
+            (Some(r), Some(w)) if w > r => waiting.next(),
+            (Some(_), _) => ready.next(),
+            (None, _) => waiting.next(),
+        });
+        for (_, _, id) in by_fee_desc.take(limit) {
             let Some(e) = self.entries.get(id) else {
                 continue;
             };
@@ -310,41 +369,25 @@ impl Mempool {
                 pending,
             });
         }
+        // ready when every nonce from the account's up to this one is pending
+        let ready = (account.nonce..t.nonce).all(|n| queue.is_some_and(|q| q.contains_key(&n)));
         // room: plan evictions first, so a refusal changes nothing
-        let mut evict = Vec::new();
+        let mut evicted = Vec::new();
         if replaced.is_none() {
-            let mut free = self.config.max_bytes.saturating_sub(self.bytes());
-            let mut planned = std::collections::HashSet::new();
-            for (fee, _, victim) in self.by_fee.iter() {
-                if free >= ENTRY_BYTES {
-                    break;
-                }
-                if planned.contains(victim) {
-                    continue;
-                }
-                let v = &self.entries[victim];
-                if *fee >= t.fee || v.sender == sender {
-                    return Err(MempoolError::Full {
-                        min_fee: fee
-                            .checked_add(Amount(1))
-                            .unwrap_or(Amount::MAX)
-                            .max(self.min_fee),
-                    });
-                }
-                for d in self.with_descendants(victim) {
-                    if planned.insert(d) {
-                        free += ENTRY_BYTES;
-                        evict.push(d);
+            evicted = if ready {
+                self.plan_room(true, t.fee, &sender)
+                    .map_err(|min_fee| MempoolError::Full { min_fee })?
+            } else {
+                self.plan_room(false, t.fee, &sender).map_err(|min_fee| {
+                    MempoolError::WaitingFull {
+                        nonce: t.nonce,
+                        next_nonce: self.next_nonce(&sender, account.nonce),
+                        min_fee,
                     }
-                }
-            }
-            if free < ENTRY_BYTES {
-                return Err(MempoolError::Full {
-                    min_fee: self.min_fee(),
-                });
-            }
+                })?
+            };
         }
-        for v in &evict {
+        for v in &evicted {
             self.remove(v);
         }
         if let Some(old) = replaced {
@@ -356,21 +399,133 @@ impl Mempool {
             .entry(sender)
             .or_default()
             .insert(t.nonce, id);
-        self.by_fee.insert((t.fee, Reverse(seq), id));
-        self.entries.insert(
+        self.account_nonces.insert(sender, account.nonce);
+        let entry = Entry {
+            tx,
             id,
-            Entry {
-                tx,
-                id,
-                sender,
-                added_ms: now_ms,
-                seq,
-            },
-        );
-        Ok(Inserted {
-            replaced,
-            evicted: evict,
-        })
+            sender,
+            added_ms: now_ms,
+            seq,
+            ready,
+        };
+        if ready {
+            self.by_fee.insert(entry.fee_key());
+        } else {
+            self.waiting.insert(entry.fee_key());
+        }
+        self.entries.insert(id, entry);
+        if ready {
+            // it may close a gap: the transfers after it become ready, and
+            // the ready pool makes room for them (never at this one's cost)
+            self.restate(&sender);
+            evicted.extend(self.enforce_bounds(Some((sender, t.nonce))));
+        }
+        Ok(Inserted { replaced, evicted })
+    }
+
+    /// The transfers to evict so that one more fits among the ready
+    /// (`ready`) or the waiting ones, given the newcomer's fee; or the fee
+    /// the newcomer would need. Only other senders' cheaper transfers are
+    /// evicted, each with its sender's later nonces.
+    fn plan_room(&self, ready: bool, fee: Amount, sender: &Address) -> Result<Vec<TxId>, Amount> {
+        let (set, max) = if ready {
+            (&self.by_fee, self.config.max_bytes)
+        } else {
+            (&self.waiting, self.config.max_waiting_bytes)
+        };
+        let mut free = max.saturating_sub(set.len() * ENTRY_BYTES);
+        let mut planned = std::collections::HashSet::new();
+        let mut evict = Vec::new();
+        for (victim_fee, _, victim) in set.iter() {
+            if free >= ENTRY_BYTES {
+                break;
+            }
+            if planned.contains(victim) {
+                continue;
+            }
+            if *victim_fee >= fee || self.entries[victim].sender == *sender {
+                return Err(victim_fee
+                    .checked_add(Amount(1))
+                    .unwrap_or(Amount::MAX)
+                    .max(self.min_fee));
+            }
+            for d in self.with_descendants(victim) {
+                if planned.insert(d) {
+                    if self.entries[&d].ready == ready {
+                        free += ENTRY_BYTES;
+                    }
+                    evict.push(d);
+                }
+            }
+        }
+        if free < ENTRY_BYTES {
+            return Err(if ready { self.min_fee() } else { self.min_fee });
+        }
+        Ok(evict)
+    }
+
+    /// Marks the sender's transfers ready or waiting from its account nonce.
+    fn restate(&mut self, sender: &Address) {
+        let Some(q) = self.by_sender.get(sender) else {
+            return;
+        };
+        let mut next = self.account_nonces.get(sender).copied().unwrap_or(0);
+        let mut moves = Vec::new();
+        for (&nonce, id) in q {
+            let ready = nonce == next;
+            if ready {
+                next = nonce.saturating_add(1);
+            }
+            if self.entries[id].ready != ready {
+                moves.push(*id);
+            }
+        }
+        for id in moves {
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            let key = e.fee_key();
+            e.ready = !e.ready;
+            if e.ready {
+                self.waiting.remove(&key);
+                self.by_fee.insert(key);
+            } else {
+                self.by_fee.remove(&key);
+                self.waiting.insert(key);
+            }
+        }
+    }
+
+    /// Evicts the lowest-fee transfers (with their sender's later nonces)
+    /// while the ready or the waiting transfers exceed their bound, sparing
+    /// `protect`'s sender's transfers up to that nonce. Returns the evicted.
+    fn enforce_bounds(&mut self, protect: Option<(Address, u64)>) -> Vec<TxId> {
+        let mut out = Vec::new();
+        for ready in [true, false] {
+            loop {
+                let (set, max) = if ready {
+                    (&self.by_fee, self.config.max_bytes)
+                } else {
+                    (&self.waiting, self.config.max_waiting_bytes)
+                };
+                if set.len() * ENTRY_BYTES <= max {
+                    break;
+                }
+                let victim = set.iter().map(|k| k.2).find(|id| {
+                    let e = &self.entries[id];
+                    !matches!(protect, Some((s, n)) if e.sender == s && e.nonce() <= n)
+                });
+                let Some(victim) = victim else {
+                    break;
+                };
+                for d in self.with_descendants(&victim) {
+                    if self.remove(&d).is_some() {
+                        out.push(d);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// `id` and the same sender's pending transfers with higher nonces.
@@ -387,11 +542,16 @@ impl Mempool {
     /// Removes one transfer.
     pub fn remove(&mut self, id: &TxId) -> Option<Entry> {
         let e = self.entries.remove(id)?;
-        self.by_fee.remove(&(e.fee(), Reverse(e.seq), *id));
+        if e.ready {
+            self.by_fee.remove(&e.fee_key());
+        } else {
+            self.waiting.remove(&e.fee_key());
+        }
         if let Some(q) = self.by_sender.get_mut(&e.sender) {
             q.remove(&e.nonce());
             if q.is_empty() {
                 self.by_sender.remove(&e.sender);
+                self.account_nonces.remove(&e.sender);
             }
         }
         Some(e)
@@ -420,11 +580,13 @@ impl Mempool {
     }
 
     /// Drops the sender's transfers below its nonce, and those (with all
-    /// later nonces) that its balance no longer covers.
+    /// later nonces) that its balance no longer covers; the rest become
+    /// ready or waiting from the new nonce.
     pub fn revalidate_sender(&mut self, sender: &Address, account: Account) {
         let Some(q) = self.by_sender.get(sender) else {
             return;
         };
+        self.account_nonces.insert(*sender, account.nonce);
         let stale: Vec<TxId> = q.range(..account.nonce).map(|(_, id)| *id).collect();
         let mut spent = Amount::ZERO;
         let mut unaffordable = Vec::new();
@@ -438,6 +600,8 @@ impl Mempool {
         for id in stale.iter().chain(&unaffordable) {
             self.remove(id);
         }
+        self.restate(sender);
+        self.enforce_bounds(None);
     }
 
     /// Drops transfers older than the expiry, with their later nonces.
@@ -629,6 +793,154 @@ mod tests {
         let r = add(&mut p, tx(3, 0, 6), rich()).unwrap();
         assert_eq!(r.evicted.len(), 2);
         assert_eq!(p.len(), 2);
+    }
+
+    fn small_pool(ready: usize, waiting: usize) -> Mempool {
+        let config = MempoolConfig {
+            max_bytes: ready * ENTRY_BYTES,
+            max_waiting_bytes: waiting * ENTRY_BYTES,
+            ..MempoolConfig::default()
+        };
+        Mempool::new(config, Amount(1))
+    }
+
+    #[test]
+    fn waiting_transfers_never_raise_the_quoted_fee() {
+        let mut p = small_pool(2, 3);
+        // one sender fills the waiting pool with high-fee gap transfers
+        for n in 1..=3 {
+            add(&mut p, tx(1, n, 1_000), rich()).unwrap();
+        }
+        assert_eq!(p.waiting_bytes(), 3 * ENTRY_BYTES);
+        assert_eq!(p.ready_bytes(), 0);
+        assert_eq!(p.min_fee(), Amount(1), "nothing ready: the floor holds");
+        // everyone else still enters at the floor
+        add(&mut p, tx(2, 0, 1), rich()).unwrap();
+        add(&mut p, tx(3, 0, 1), rich()).unwrap();
+        // a fourth waiting transfer from another sender must outbid the
+        // cheapest waiting one, and is told so
+        match add(&mut p, tx(4, 5, 500), rich()) {
+            Err(MempoolError::WaitingFull {
+                nonce: 5,
+                next_nonce: 0,
+                min_fee,
+            }) => assert_eq!(min_fee, Amount(1_001)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.len(), 5, "a refusal changes nothing");
+        // outbidding evicts the cheapest waiting transfer (among equal fees
+        // the newest: sender 1's last nonce, so its earlier ones stay whole)
+        let r = add(&mut p, tx(4, 5, 2_000), rich()).unwrap();
+        assert_eq!(r.evicted, vec![tx(1, 3, 1_000).id()]);
+        assert_eq!(p.waiting_bytes(), 3 * ENTRY_BYTES);
+        // the ready pool is full at fee 1: the quote is 2, whatever waits
+        assert_eq!(p.min_fee(), Amount(2));
+    }
+
+    #[test]
+    fn a_filled_gap_promotes_and_the_ready_bound_holds() {
+        let mut p = small_pool(3, 4);
+        add(&mut p, tx(2, 0, 5), rich()).unwrap();
+        add(&mut p, tx(3, 0, 6), rich()).unwrap();
+        add(&mut p, tx(1, 1, 100), rich()).unwrap();
+        add(&mut p, tx(1, 2, 100), rich()).unwrap();
+        assert_eq!(
+            (p.ready_bytes(), p.waiting_bytes()),
+            (2 * ENTRY_BYTES, 2 * ENTRY_BYTES)
+        );
+        // nonce 0 closes the gap: 1 and 2 become ready; the ready pool
+        // evicts the cheapest others to stay within three entries
+        let r = add(&mut p, tx(1, 0, 50), rich()).unwrap();
+        assert_eq!(p.waiting_bytes(), 0);
+        assert_eq!(p.ready_bytes(), 3 * ENTRY_BYTES);
+        let mut evicted = r.evicted.clone();
+        evicted.sort();
+        let mut expected = vec![tx(2, 0, 5).id(), tx(3, 0, 6).id()];
+        expected.sort();
+        assert_eq!(evicted, expected);
+        let mut taken = vec![];
+        p.select(
+            |_| 0,
+            10,
+            |t| {
+                taken.push(t.transfer.nonce);
+                true
+            },
+        );
+        assert_eq!(taken, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_confirmed_nonce_promotes_waiting_transfers() {
+        let mut p = small_pool(10, 10);
+        add(&mut p, tx(1, 1, 10), rich()).unwrap();
+        assert_eq!(p.waiting_bytes(), ENTRY_BYTES);
+        // the account's nonce 0 was mined elsewhere: nonce 1 is now next
+        p.revalidate_sender(
+            &address(1),
+            Account {
+                balance: Amount(1000 * COIN),
+                nonce: 1,
+            },
+        );
+        assert_eq!((p.ready_bytes(), p.waiting_bytes()), (ENTRY_BYTES, 0));
+    }
+
+    /// Every entry sits in the set its readiness says, and readiness is
+    /// exactly "no gap from the sender's account nonce".
+    fn check_invariants(p: &Mempool) {
+        assert_eq!(p.by_fee.len() + p.waiting.len(), p.entries.len());
+        for (sender, q) in &p.by_sender {
+            let mut next = p.account_nonces[sender];
+            for (&nonce, id) in q {
+                let e = &p.entries[id];
+                let ready = nonce == next;
+                if ready {
+                    next += 1;
+                }
+                assert_eq!(e.ready, ready, "nonce {nonce} of {sender:?}");
+                let set = if ready { &p.by_fee } else { &p.waiting };
+                assert!(set.contains(&e.fee_key()));
+            }
+        }
+        assert!(p.waiting_bytes() <= p.config.max_waiting_bytes);
+    }
+
+    #[test]
+    fn random_operations_keep_the_sets_consistent() {
+        let mut p = small_pool(12, 6);
+        let mut nonces = [0u64; 5];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2_000 {
+            let r = next();
+            let sender = (r % 5) as usize;
+            let account = Account {
+                balance: Amount(1000 * COIN),
+                nonce: nonces[sender],
+            };
+            if r % 11 == 0 {
+                // a block confirmed the sender's next nonce
+                nonces[sender] += 1;
+                p.revalidate_sender(
+                    &address(sender as u64 + 1),
+                    Account {
+                        nonce: nonces[sender],
+                        ..account
+                    },
+                );
+            } else {
+                let nonce = nonces[sender] + (r >> 8) % 6;
+                let fee = 1 + (r >> 16) % 50;
+                let _ = add(&mut p, tx(sender as u64 + 1, nonce, fee), account);
+            }
+            check_invariants(&p);
+        }
     }
 
     #[test]

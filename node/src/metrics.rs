@@ -255,6 +255,7 @@ pub fn reject_reason(e: &SubmitError) -> &'static str {
             MempoolError::ReplacementUnderpriced { .. } => "replacement_underpriced",
             MempoolError::SenderLimit { .. } => "sender_limit",
             MempoolError::Full { .. } => "mempool_full",
+            MempoolError::WaitingFull { .. } => "waiting_full",
             MempoolError::Duplicate(_) => "duplicate",
         },
         SubmitError::AlreadyConfirmed { .. } => "duplicate",

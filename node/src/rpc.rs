@@ -243,7 +243,7 @@ fn submit_error(e: SubmitError) -> ErrorObjectOwned {
             MempoolError::InsufficientBalance { .. } => codes::TX_INSUFFICIENT_BALANCE,
             MempoolError::ReplacementUnderpriced { .. } => codes::TX_REPLACEMENT_UNDERPRICED,
             MempoolError::SenderLimit { .. } => codes::TX_SENDER_LIMIT,
-            MempoolError::Full { .. } => codes::MEMPOOL_FULL,
+            MempoolError::Full { .. } | MempoolError::WaitingFull { .. } => codes::MEMPOOL_FULL,
         },
         SubmitError::AlreadyConfirmed { .. } => codes::TX_DUPLICATE,
         SubmitError::Store(_) => jsonrpsee::types::error::INTERNAL_ERROR_CODE,
@@ -531,9 +531,12 @@ impl CairnApiServer for RpcServer {
     async fn mempool_get_info(&self) -> RpcResult<MempoolInfo> {
         Ok(self.node.with_mempool(|p| MempoolInfo {
             count: p.len() as u64,
-            bytes: p.bytes() as u64,
+            bytes: p.ready_bytes() as u64,
             min_fee: p.min_fee().0,
             max_bytes: p.max_bytes() as u64,
+            waiting_count: p.waiting_len() as u64,
+            waiting_bytes: p.waiting_bytes() as u64,
+            max_waiting_bytes: p.max_waiting_bytes() as u64,
         }))
     }
 

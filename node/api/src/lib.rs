@@ -279,11 +279,19 @@ pub struct HistoryPage {
 /// `mempool_getInfo`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MempoolInfo {
+    /// Pending transfers, ready and waiting.
     pub count: u64,
+    /// Bytes of the ready transfers (those that can be mined now).
     pub bytes: u64,
     /// The lowest fee a new transfer can pay and still enter, base units.
     pub min_fee: u64,
+    /// Bound of `bytes`; when reached, `min_fee` rises.
     pub max_bytes: u64,
+    /// Transfers waiting for an earlier nonce of their sender.
+    pub waiting_count: u64,
+    /// Their bytes; they never raise `min_fee`.
+    pub waiting_bytes: u64,
+    pub max_waiting_bytes: u64,
 }
 
 /// `mining_getInfo`.
