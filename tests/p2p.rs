@@ -16,8 +16,8 @@ use cairn_node::service::{self, Running};
 use cairn_p2p::message::{Hello, Message, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use jsonrpsee_http_client::HttpClient;
+use support::raw_peer::{Wire, secure};
 use support::*;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 fn dev() -> Network {
     Network::builtin("dev").unwrap()
@@ -306,20 +306,31 @@ async fn a_restarted_node_rejoins_and_catches_up() {
     n1.stop().await;
 }
 
-fn framed(stream: tokio::net::TcpStream) -> Framed<tokio::net::TcpStream, LengthDelimitedCodec> {
-    Framed::new(
-        stream,
-        LengthDelimitedCodec::builder()
-            .max_frame_length(64 << 20)
-            .new_codec(),
-    )
+/// The encrypted handshake as a fresh node of the dev network.
+async fn framed(stream: tokio::net::TcpStream) -> Wire {
+    let key = cairn_p2p::NodeKey::generate();
+    secure(stream, true, dev().genesis_hash, &key)
+        .await
+        .expect("the encrypted handshake")
+        .0
+}
+
+/// Whether the node closed a connection still in cleartext within `timeout`.
+async fn closed_raw(s: &mut tokio::net::TcpStream, timeout: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
 }
 
 /// Whether the node closed the connection within `timeout`.
-async fn closed(
-    f: &mut Framed<tokio::net::TcpStream, LengthDelimitedCodec>,
-    timeout: Duration,
-) -> bool {
+async fn closed(f: &mut Wire, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, f.next()).await {
@@ -339,7 +350,6 @@ fn hello(genesis: BlockHash) -> Hello {
         best_hash: genesis,
         best_work: Default::default(),
         listen_port: None,
-        nonce: rand::random(),
         user_agent: "hostile-test".into(),
     }
 }
@@ -359,37 +369,38 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     let genesis = dev().genesis_hash;
     let wait = Duration::from_secs(10);
 
-    // an oversized frame before the handshake
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // a cleartext peer of the old protocol (a length-prefixed hello), an
+    // oversized length and garbage: dropped before any key work, unanswered
     use tokio::io::AsyncWriteExt;
-    s.write_all(&(50u32 << 20).to_be_bytes()).await.unwrap();
-    let mut f = framed(s);
-    assert!(
-        closed(&mut f, wait).await,
-        "oversized frame: connection closed"
-    );
-
-    // garbage in a well-formed frame
-    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap());
-    f.send(Bytes::from(vec![0xee; 100])).await.unwrap();
-    assert!(closed(&mut f, wait).await, "garbage: connection closed");
-
-    // a handshake from another network: refused, naming both genesis hashes
-    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap());
-    f.send(Bytes::from(
-        Message::Hello(hello(BlockHash([7; 32]))).encode(),
-    ))
-    .await
-    .unwrap();
-    let mut reason = None;
-    while let Some(Ok(frame)) = tokio::time::timeout(wait, f.next()).await.ok().flatten() {
-        if let Ok(Message::Reject(r)) = Message::decode(&frame) {
-            reason = Some(r);
-        }
+    let old_hello = {
+        let frame = Message::Hello(hello(genesis)).encode();
+        let mut bytes = (frame.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&frame);
+        bytes
+    };
+    for junk in [
+        old_hello,
+        (50u32 << 20).to_be_bytes().to_vec(),
+        vec![0xee; 100],
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(&junk).await.unwrap();
+        assert!(
+            closed_raw(&mut s, wait).await,
+            "cleartext or garbage: connection closed"
+        );
     }
-    let reject = reason.expect("a reject message");
-    assert_eq!(reject.code, cairn_p2p::RejectCode::WrongNetwork);
-    let reason = reject.reason;
+
+    // a handshake from another network: refused in cleartext, naming both
+    // genesis hashes
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let key = cairn_p2p::NodeKey::generate();
+    let reason = match secure(s, true, BlockHash([7; 32]), &key).await {
+        Err(support::raw_peer::HandshakeError::Unexpected(why)) => why,
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("another network completed a handshake"),
+    };
+    assert!(reason.contains("another network"), "{reason}");
     assert!(
         reason.contains(&"07".repeat(32)) && reason.contains(&genesis.to_hex()),
         "{reason}"
@@ -400,7 +411,7 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     socket.set_reuseaddr(true).unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let local = socket.local_addr().unwrap();
-    let mut f = framed(socket.connect(addr).await.unwrap());
+    let mut f = framed(socket.connect(addr).await.unwrap()).await;
     f.send(Bytes::from(Message::Hello(hello(genesis)).encode()))
         .await
         .unwrap();
@@ -423,8 +434,10 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_reuseaddr(true).unwrap();
     socket.bind(local).unwrap();
-    if let Ok(stream) = socket.connect(addr).await {
-        let mut f = framed(stream);
+    // refused at accept (no handshake) or after the hello
+    if let Ok(stream) = socket.connect(addr).await
+        && let Ok((mut f, _)) = secure(stream, true, genesis, &key).await
+    {
         let _ = f
             .send(Bytes::from(Message::Hello(hello(genesis)).encode()))
             .await;
@@ -432,7 +445,7 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     }
 
     // a flood of pings after a proper handshake
-    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
     f.send(Bytes::from(Message::Hello(hello(genesis)).encode()))
         .await
         .unwrap();
@@ -448,7 +461,7 @@ async fn a_hostile_peer_is_cut_off_and_the_node_keeps_serving() {
     assert!(closed(&mut f, wait).await, "flood: connection closed");
 
     // a flood of blocks the node already has (they cost the sender nothing)
-    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let mut f = framed(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
     f.send(Bytes::from(Message::Hello(hello(genesis)).encode()))
         .await
         .unwrap();
@@ -672,6 +685,126 @@ async fn a_link_fault_partitions_without_bans_and_heals_at_once() {
         &both,
         Duration::from_secs(30),
         |r| async move { tip(&r).await == Some(later) },
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Creates the node key in `dir` before the node starts, to know its id.
+fn node_id_of(dir: &Path) -> cairn_p2p::NodeId {
+    cairn_node::network::load_or_create_node_key(dir)
+        .expect("node key")
+        .id()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_ids_decide_who_may_connect_and_pin_a_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db, dc) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    let (ida, idb, idc) = (node_id_of(&da), node_id_of(&db), node_id_of(&dc));
+    // a admits only b
+    let allow = dir.path().join("allow.txt");
+    std::fs::write(&allow, format!("# the lab\n{idb}\n")).unwrap();
+    let mut cfg = config(&da, vec![]);
+    cfg.allow_peers = Some(allow);
+    init_logs();
+    let a = service::launch(dev(), cfg).await.unwrap();
+    assert_eq!(
+        a.node_id(),
+        Some(ida),
+        "the key in the datadir is the identity"
+    );
+    let b = start(&db, vec![format!("{ida}@{}", p2p(&a))]).await;
+    let c = start(&dc, vec![]).await;
+    let (ra, rb, rc) = (a.client(), b.client(), c.client());
+    wait_all(
+        "b is connected to a, pinned by id",
+        &[ra.clone(), rb.clone()],
+        Duration::from_secs(30),
+        |r| async move {
+            r.net_get_peers()
+                .await
+                .map(|p| p.len() == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    assert_eq!(
+        ra.net_get_peers().await.unwrap()[0].node_id,
+        idb.to_string()
+    );
+    assert_eq!(
+        rb.net_get_peers().await.unwrap()[0].node_id,
+        ida.to_string()
+    );
+    // c is not on a's list: refused, and told why
+    let e = rc.net_add_peer(p2p(&a)).await.unwrap_err();
+    assert!(e.to_string().contains("allow"), "{e}");
+    // b asks for a node at c's address under another id: refused
+    let e = rb
+        .net_add_peer(format!("{ida}@{}", p2p(&c)))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(&idc.to_string()) && e.to_string().contains("expected"),
+        "{e}"
+    );
+    // with c's own id it connects
+    let peer = rb.net_add_peer(format!("{idc}@{}", p2p(&c))).await.unwrap();
+    assert_eq!(peer.node_id, idc.to_string());
+    assert_eq!(rc.net_get_peers().await.unwrap().len(), 1, "c has only b");
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_dialling_each_other_keep_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    // both know each other's address from the start: they dial at once
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (pa, pb) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    drop((la, lb));
+    let mut ca = config(&dir.path().join("a"), vec![pb.to_string()]);
+    ca.p2p_addr = pa;
+    let mut cb = config(&dir.path().join("b"), vec![pa.to_string()]);
+    cb.p2p_addr = pb;
+    init_logs();
+    let (a, b) = tokio::join!(service::launch(dev(), ca), service::launch(dev(), cb));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let both = vec![a.client(), b.client()];
+    wait_all(
+        "one connection, seen from both sides",
+        &both,
+        Duration::from_secs(30),
+        |r| async move {
+            r.net_get_peers()
+                .await
+                .map(|p| p.len() == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    // the connection is the same one on both sides: one is outbound where
+    // the other is inbound
+    let da = both[0].net_get_peers().await.unwrap()[0].direction.clone();
+    let db = both[1].net_get_peers().await.unwrap()[0].direction.clone();
+    assert_ne!(da, db, "one connection, not two half-kept ones");
+    let mined = both[0]
+        .mining_generate(1, text(&dev_accounts()[1].address))
+        .await
+        .unwrap()[0];
+    wait_all(
+        "b follows a",
+        &both,
+        Duration::from_secs(30),
+        |r| async move { tip(&r).await == Some(mined) },
     )
     .await;
     a.stop().await;

@@ -218,7 +218,7 @@ async fn tight_peer(to: SocketAddr) -> RawPeer {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(to).await.unwrap();
-    RawPeer::handshake(stream, hello(dev().genesis_hash))
+    RawPeer::handshake_out(stream, hello(dev().genesis_hash))
         .await
         .expect("handshake")
 }
@@ -327,7 +327,7 @@ async fn a_peer_that_asks_for_blocks_and_never_reads_is_cut_off_within_the_memor
             .bind(SocketAddr::new([127, 0, 0, ip].into(), 0))
             .unwrap();
         let stream = socket.connect(victim.p2p).await.unwrap();
-        let mut r = RawPeer::handshake(stream, hello(dev().genesis_hash))
+        let mut r = RawPeer::handshake_out(stream, hello(dev().genesis_hash))
             .await
             .expect("handshake");
         for _ in 0..6 {

@@ -144,9 +144,12 @@ pub struct NodeConfig {
     pub datadir: PathBuf,
     pub rpc_addr: SocketAddr,
     pub p2p_addr: SocketAddr,
-    /// `host:port` of peers to connect to at start-up.
+    /// `host:port` or `NODEID@host:port` of peers to connect to at start-up.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// A file of node ids: only those nodes may connect, either way.
+    #[serde(default)]
+    pub allow_peers: Option<PathBuf>,
     /// Rebuild the state and indexes from the stored blocks at start-up.
     #[serde(default)]
     pub reindex: bool,
@@ -174,6 +177,7 @@ impl NodeConfig {
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], rpc)),
             p2p_addr: SocketAddr::from(([127, 0, 0, 1], p2p)),
             peers: Vec::new(),
+            allow_peers: None,
             reindex: false,
             rpc: RpcConfig::default(),
             access: RpcAccess::default(),

@@ -94,15 +94,23 @@ struct RunArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     p2p_addr: Option<SocketAddr>,
 
-    /// Connect to this peer at start-up (repeatable).
+    /// Connect to this peer at start-up (repeatable). NODEID@HOST:PORT also
+    /// requires that the peer proves it is that node (its id is in its
+    /// start-up banner and in net_getPeers).
     #[arg(
         long = "peer",
         env = "CAIRN_PEERS",
-        value_name = "HOST:PORT",
+        value_name = "[NODEID@]HOST:PORT",
         value_delimiter = ','
     )]
     #[serde(rename = "peer", default, skip_serializing_if = "Vec::is_empty")]
     peers: Vec<String>,
+
+    /// Only nodes whose ids this file lists (64 hex digits per line, `#`
+    /// comments) may connect, inbound or outbound: a private network.
+    #[arg(long, env = "CAIRN_ALLOW_PEERS", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_peers: Option<PathBuf>,
 
     /// Mine. On a network with a pinned target (dev) one block every --block-time;
     /// elsewhere continuously.
@@ -404,7 +412,20 @@ fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig, Option<Pa
     };
     config.peers = args.peers.clone();
     for p in &config.peers {
-        cairn_genesis::check_host_port(p).map_err(|e| anyhow::anyhow!("--peer: {e}"))?;
+        let addr = match p.split_once('@') {
+            Some((id, addr)) => {
+                id.parse::<cairn_node::p2p::NodeId>()
+                    .map_err(|e| anyhow::anyhow!("--peer {p}: {e}"))?;
+                addr
+            }
+            None => p,
+        };
+        cairn_genesis::check_host_port(addr).map_err(|e| anyhow::anyhow!("--peer: {e}"))?;
+    }
+    if let Some(path) = &args.allow_peers {
+        cairn_node::network::read_allow_list(path)
+            .map_err(|e| anyhow::anyhow!("--allow-peers: {e:#}"))?;
+        config.allow_peers = Some(path.clone());
     }
     config.reindex = args.reindex;
     config.rpc = args.rpc.clone().unwrap_or_default();
@@ -498,8 +519,11 @@ fn print_banner(network: &Network, running: &service::Running) {
         );
     }
     match running.p2p_addr() {
-        Some(a) => println!("  P2P       {a}"),
+        Some(a) => println!("  P2P       {a} (encrypted)"),
         None => println!("  P2P       disabled"),
+    }
+    if let Some(id) = running.node_id() {
+        println!("  node id   {id}");
     }
     if node.config.mining.enabled {
         let to = node
@@ -767,6 +791,7 @@ mod tests {
             rpc_allow_control: true,
             no_explorer: true,
             whitelist: vec!["10.0.0.0/8".into()],
+            allow_peers: Some("allowed.txt".into()),
             ..RunArgs::default()
         };
         let table = toml::Table::try_from(&args).unwrap();

@@ -158,6 +158,11 @@ pub const P2P_METRICS: &[(&str, &str, &str)] = &[
         "counter",
         "Peer disconnections, by reason",
     ),
+    (
+        "cairn_p2p_handshake_seconds",
+        "histogram",
+        "Time of the encrypted (Noise) handshake with a peer",
+    ),
     ("cairn_bans_total", "counter", "Bans imposed"),
     ("cairn_banned", "gauge", "Addresses banned now"),
 ];
@@ -180,6 +185,12 @@ pub fn install() -> Option<PrometheusHandle> {
                     b.set_buckets_for_metric(
                         Matcher::Full("cairn_rpc_call_seconds".into()),
                         &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("cairn_p2p_handshake_seconds".into()),
+                        &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0],
                     )
                 })
                 .and_then(|b| {

@@ -238,3 +238,113 @@ impl PeerStore for SledPeerStore {
         }
     }
 }
+
+/// The node key's file in the datadir.
+pub const NODE_KEY_FILE: &str = "node.key";
+
+/// Reads `<datadir>/node.key` (64 hex digits, the ed25519 secret), or
+/// creates it readable by the owner only on first start.
+pub fn load_or_create_node_key(datadir: &std::path::Path) -> anyhow::Result<cairn_p2p::NodeKey> {
+    use anyhow::Context;
+    let path = datadir.join(NODE_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .with_context(|| {
+                    format!(
+                        "{} is not a node key (64 hex digits); move it away to create a new identity",
+                        path.display()
+                    )
+                })?;
+            Ok(cairn_p2p::NodeKey::from_secret(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = cairn_p2p::NodeKey::generate();
+            std::fs::create_dir_all(datadir)
+                .with_context(|| format!("cannot create {}", datadir.display()))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            std::io::Write::write_all(
+                &mut file,
+                format!("{}\n", hex::encode(key.secret())).as_bytes(),
+            )
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!("created node key {} (node id {})", path.display(), key.id());
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Reads an allow list: one node id (64 hex digits) per line; blank lines
+/// and text after `#` are ignored.
+pub fn read_allow_list(path: &std::path::Path) -> anyhow::Result<Vec<cairn_p2p::NodeId>> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the allow list {}", path.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let id = line
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), n + 1))?;
+        ids.push(id);
+    }
+    if ids.is_empty() {
+        anyhow::bail!(
+            "the allow list {} names no node id: no peer could connect",
+            path.display()
+        );
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn the_node_key_is_created_once_owner_only_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_node_key(dir.path()).unwrap();
+        let b = load_or_create_node_key(dir.path()).unwrap();
+        assert_eq!(a.id(), b.id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(NODE_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join(NODE_KEY_FILE), "not hex").unwrap();
+        let err = load_or_create_node_key(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is not a node key"), "{err}");
+    }
+
+    #[test]
+    fn allow_lists_name_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("allow");
+        let id = cairn_p2p::NodeKey::generate().id();
+        std::fs::write(&path, format!("# lab nodes\n{id}  # node 0\n\n")).unwrap();
+        assert_eq!(read_allow_list(&path).unwrap(), vec![id]);
+        std::fs::write(&path, format!("{id}\nabc\n")).unwrap();
+        let err = read_allow_list(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        std::fs::write(&path, "# nobody\n").unwrap();
+        assert!(read_allow_list(&path).is_err());
+    }
+}

@@ -35,6 +35,11 @@ impl Running {
         format!("http://{}", self.rpc_addr)
     }
 
+    /// This node's id, if P2P runs.
+    pub fn node_id(&self) -> Option<cairn_p2p::NodeId> {
+        self.p2p.as_ref().map(|p| p.node_id)
+    }
+
     /// Where the node accepts peers, if P2P runs.
     pub fn p2p_addr(&self) -> Option<SocketAddr> {
         self.p2p.as_ref().map(|p| p.local_addr)
@@ -101,11 +106,19 @@ pub async fn launch(network: Network, config: NodeConfig) -> anyhow::Result<Runn
         let store = tokio::task::spawn_blocking(move || crate::network::SledPeerStore::open(&n))
             .await?
             .context("cannot open the peer store")?;
+        let identity = cairn_p2p::Identity {
+            key: crate::network::load_or_create_node_key(&node.config.datadir)?,
+            allowed: match &node.config.allow_peers {
+                Some(path) => Some(crate::network::read_allow_list(path)?),
+                None => None,
+            },
+        };
         let handle = cairn_p2p::start(
             Arc::new(crate::network::NodeBackend(node.clone())),
             Arc::new(store),
             node.config.p2p_addr,
             node.config.peers.clone(),
+            identity,
             node.config.p2p.clone(),
             stopped.clone(),
         )

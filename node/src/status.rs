@@ -66,6 +66,7 @@ pub async fn peers(p2p: Option<&P2pHandle>) -> Vec<PeerView> {
 /// The API view of a peer.
 pub fn peer_view(p: PeerInfo) -> PeerView {
     PeerView {
+        node_id: p.node_id.to_string(),
         id: p.id,
         address: p.address,
         direction: p.direction.as_str().to_string(),

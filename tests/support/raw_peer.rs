@@ -18,21 +18,45 @@ use cairn_consensus::validation::HeaderMeta;
 use cairn_consensus::{BlockHash, BlockHeader, Height, StateRoot, TxRoot, Work};
 use cairn_genesis::Network;
 use cairn_p2p::message::{Hello, Message, PROTOCOL_VERSION, Reject};
+use cairn_p2p::transport::{self, Intro, LocalKeys, NodeId, NodeKey, NoiseCodec};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 
-/// A framed TCP stream speaking the wire protocol.
-pub type Wire = Framed<TcpStream, LengthDelimitedCodec>;
+/// An encrypted TCP stream speaking the wire protocol.
+pub type Wire = Framed<TcpStream, NoiseCodec>;
 
-/// Frames up to 64 MiB: the raw peer reads whatever the node sends.
-pub fn wire(stream: TcpStream) -> Wire {
-    Framed::new(
-        stream,
-        LengthDelimitedCodec::builder()
-            .max_frame_length(64 << 20)
-            .new_codec(),
-    )
+/// Runs the Noise handshake as a fresh node of the network with `genesis`
+/// (`outbound`: we dialled), with frames up to 64 MiB: the raw peer reads
+/// whatever the node sends. Returns the wire and the node id it proved.
+pub async fn secure(
+    mut stream: TcpStream,
+    outbound: bool,
+    genesis: BlockHash,
+    key: &NodeKey,
+) -> Result<(Wire, NodeId), HandshakeError> {
+    let keys = LocalKeys::new(key);
+    let intro = Intro {
+        protocol_version: PROTOCOL_VERSION,
+        genesis,
+    };
+    let shake = async {
+        if outbound {
+            transport::initiate(&mut stream, &keys, intro, None).await
+        } else {
+            transport::respond(&mut stream, &keys, intro).await
+        }
+    };
+    let (mut codec, id) = tokio::time::timeout(HANDSHAKE_WAIT, shake)
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+        .map_err(|e| match e {
+            transport::HandshakeError::RefusedByPeer(why) => HandshakeError::Unexpected(why),
+            transport::HandshakeError::Io(_) => HandshakeError::Closed,
+            other => HandshakeError::Unexpected(other.to_string()),
+        })?;
+    codec.set_limit(64 << 20);
+    Ok((Framed::new(stream, codec), id))
 }
 
 /// The dev network.
@@ -50,7 +74,6 @@ pub fn hello(genesis: BlockHash) -> Hello {
         best_hash: genesis,
         best_work: Work::ZERO,
         listen_port: None,
-        nonce: rand::random(),
         user_agent: "raw-test-peer".into(),
     }
 }
@@ -105,6 +128,8 @@ pub struct RawPeer {
     pub answer_pings: bool,
     /// Messages received and not asked for by a wait, oldest first (bounded).
     pub seen: Vec<String>,
+    /// The node's id, as its handshake proved it.
+    pub their_id: NodeId,
 }
 
 impl RawPeer {
@@ -113,7 +138,7 @@ impl RawPeer {
         let stream = TcpStream::connect(to)
             .await
             .map_err(|_| HandshakeError::Closed)?;
-        Self::handshake(stream, ours).await
+        Self::handshake_as(stream, ours, true).await
     }
 
     /// Connects from `from` (an IP with port 0 for any port: e.g.
@@ -129,7 +154,7 @@ impl RawPeer {
             .connect(to)
             .await
             .map_err(|_| HandshakeError::Closed)?;
-        Self::handshake(stream, ours).await
+        Self::handshake_as(stream, ours, true).await
     }
 
     /// Accepts the node's connection on `listener` (it dialled us) and
@@ -142,42 +167,33 @@ impl RawPeer {
         Self::handshake(stream, ours).await
     }
 
-    /// Connects to `to` and answers the node's hello with `ours` carrying
-    /// the node's own nonce (a replay of what the node just sent).
-    pub async fn connect_echoing(to: SocketAddr, ours: Hello) -> Result<RawPeer, HandshakeError> {
-        let stream = TcpStream::connect(to)
-            .await
-            .map_err(|_| HandshakeError::Closed)?;
-        Self::handshake_as(stream, ours, true).await
-    }
-
-    /// Both sides send a hello, then a welcome (or a reject).
+    /// Completes the handshake on a connection the node opened to us.
     pub async fn handshake(stream: TcpStream, ours: Hello) -> Result<RawPeer, HandshakeError> {
         Self::handshake_as(stream, ours, false).await
     }
 
-    /// The handshake; with `echo`, the node's hello is read first and its
-    /// nonce sent back in ours.
+    /// Completes the handshake on a connection we opened to the node.
+    pub async fn handshake_out(stream: TcpStream, ours: Hello) -> Result<RawPeer, HandshakeError> {
+        Self::handshake_as(stream, ours, true).await
+    }
+
+    /// The encrypted handshake (as a fresh node), then both sides send a
+    /// hello, then a welcome (or a reject).
     async fn handshake_as(
         stream: TcpStream,
-        mut ours: Hello,
-        echo: bool,
+        ours: Hello,
+        outbound: bool,
     ) -> Result<RawPeer, HandshakeError> {
         let local = stream.local_addr().map_err(|_| HandshakeError::Closed)?;
-        let mut wire = wire(stream);
+        let key = NodeKey::generate();
+        let (mut wire, their_id) = secure(stream, outbound, ours.genesis, &key).await?;
         let exchange = async {
-            if !echo {
-                send_on(&mut wire, &Message::Hello(ours.clone())).await?;
-            }
+            send_on(&mut wire, &Message::Hello(ours.clone())).await?;
             let theirs = match next_on(&mut wire).await? {
                 Message::Hello(h) => h,
                 Message::Reject(r) => return Err(HandshakeError::Refused(r)),
                 other => return Err(HandshakeError::Unexpected(other.kind().into())),
             };
-            if echo {
-                ours.nonce = theirs.nonce;
-                send_on(&mut wire, &Message::Hello(ours)).await?;
-            }
             send_on(&mut wire, &Message::Welcome).await?;
             match next_on(&mut wire).await? {
                 Message::Welcome => Ok(theirs),
@@ -194,6 +210,7 @@ impl RawPeer {
             local,
             answer_pings: true,
             seen: Vec::new(),
+            their_id,
         })
     }
 

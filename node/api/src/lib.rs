@@ -320,6 +320,10 @@ pub enum PeerRef {
 pub struct PeerView {
     /// The connection's number (a reconnection gets a new one).
     pub id: u64,
+    /// The node at the other end (its ed25519 public key, hex), proven by
+    /// the encrypted handshake; usable as `NODEID@host:port`.
+    #[serde(default)]
+    pub node_id: String,
     /// The address we dialled, or the one the peer listens on.
     pub address: String,
     /// `inbound` or `outbound`.

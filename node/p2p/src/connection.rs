@@ -1,11 +1,13 @@
-//! One peer connection: the handshake, then a reader (frames to messages,
+//! One peer connection: the encrypted handshake (see [`crate::transport`]),
+//! the hello exchange, then a reader (frames to messages,
 //! rate limited), a writer (a byte-bounded queue to the socket, through the
 //! link shaper) and a server that answers the peer's requests from the node
 //! on blocking threads.
 //!
 //! # Correctness
 //! - Frames are limited before they are buffered (4 KiB before the
-//!   handshake, the network's largest message after).
+//!   hello exchange, the network's largest message after); every frame is
+//!   encrypted and authenticated.
 //! - What we queue for a peer is bounded in bytes ([`Outbox`]): messages the
 //!   manager sends fail when the queue is full (the peer does not read and
 //!   is dropped); answers to the peer's own requests wait for room, up to
@@ -24,7 +26,7 @@ use cairn_consensus::BlockHash;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio_util::codec::{Framed, LengthDelimitedCodec, LengthDelimitedCodecError};
+use tokio_util::codec::Framed;
 
 use crate::backend::{ChainBackend, NetworkInfo};
 use crate::config::P2pConfig;
@@ -34,6 +36,9 @@ use crate::message::{
     RejectCode,
 };
 use crate::peer::{CloseReason, Direction, Misbehaviour};
+use crate::transport::{self, FrameError, HandshakeError, Intro, LocalKeys, NodeId, NoiseCodec};
+
+type Conn = Framed<TcpStream, NoiseCodec>;
 
 /// The queue of frames to one peer, bounded in bytes.
 #[derive(Clone)]
@@ -138,6 +143,8 @@ pub enum ConnEvent {
     Handshaked {
         id: u64,
         remote: SocketAddr,
+        /// Proven by the encrypted handshake.
+        node_id: NodeId,
         hello: Box<Hello>,
         reply: oneshot::Sender<Admission>,
     },
@@ -181,6 +188,13 @@ pub struct Admitted {
 pub enum ConnectError {
     #[error("cannot connect: {0}")]
     Unreachable(String),
+    /// The encrypted handshake failed (not a Cairn node, tampering, a bad
+    /// identity): nobody is blamed, a third party may cause it.
+    #[error("{0}")]
+    Handshake(String),
+    /// The dialled address answered as another node than the one named.
+    #[error("the peer is node {got}, not the expected {expected}")]
+    WrongNode { expected: NodeId, got: NodeId },
     #[error("the connection closed during the handshake")]
     Closed,
     #[error("no handshake within {0} ms")]
@@ -198,19 +212,14 @@ pub struct ConnCtx {
     pub backend: Arc<dyn ChainBackend>,
     pub network: NetworkInfo,
     pub cfg: P2pConfig,
+    pub keys: LocalKeys,
     pub listen_port: Option<u16>,
     pub frame_limit: usize,
     pub events: mpsc::Sender<ConnEvent>,
 }
 
-fn codec(limit: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(limit)
-        .new_codec()
-}
-
-/// Our `Hello` for a connection with nonce `nonce`.
-pub fn our_hello(ctx: &ConnCtx, nonce: u64) -> Hello {
+/// Our `Hello`.
+pub fn our_hello(ctx: &ConnCtx) -> Hello {
     let tip = ctx.backend.tip();
     Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -220,7 +229,6 @@ pub fn our_hello(ctx: &ConnCtx, nonce: u64) -> Hello {
         best_hash: tip.hash,
         best_work: tip.work,
         listen_port: ctx.listen_port,
-        nonce,
         user_agent: format!("cairn-node/{}", env!("CARGO_PKG_VERSION")),
     }
 }
@@ -229,10 +237,10 @@ pub fn our_hello(ctx: &ConnCtx, nonce: u64) -> Hello {
 fn read_error(e: std::io::Error) -> Result<CloseReason, Misbehaviour> {
     match e
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<LengthDelimitedCodecError>())
+        .and_then(|inner| inner.downcast_ref::<FrameError>())
     {
-        Some(_) => Err(Misbehaviour::OversizedFrame(e.to_string())),
-        None => Ok(CloseReason::Io(e.to_string())),
+        Some(FrameError::TooLarge { .. }) => Err(Misbehaviour::OversizedFrame(e.to_string())),
+        _ => Ok(CloseReason::Io(e.to_string())),
     }
 }
 
@@ -240,8 +248,9 @@ fn decode_error(e: DecodeError) -> Misbehaviour {
     Misbehaviour::Undecodable(e.to_string())
 }
 
-/// Dials `addr` and runs the connection to its end.
-pub async fn dial(ctx: Arc<ConnCtx>, id: u64, addr: String, nonce: u64) {
+/// Dials `addr` and runs the connection to its end; `expected`: the node
+/// the operator named for that address.
+pub async fn dial(ctx: Arc<ConnCtx>, id: u64, addr: String, expected: Option<NodeId>) {
     let timeout = Duration::from_millis(ctx.cfg.handshake_timeout_ms);
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(s)) => s,
@@ -264,7 +273,7 @@ pub async fn dial(ctx: Arc<ConnCtx>, id: u64, addr: String, nonce: u64) {
             return;
         }
     };
-    run(ctx, stream, remote, Direction::Outbound, id, nonce).await;
+    run(ctx, stream, remote, Direction::Outbound, id, expected).await;
 }
 
 /// Runs a connection (after accept or connect) to its end.
@@ -272,13 +281,19 @@ pub async fn run(
     ctx: Arc<ConnCtx>,
     stream: TcpStream,
     remote: SocketAddr,
-    _direction: Direction,
+    direction: Direction,
     id: u64,
-    nonce: u64,
+    expected: Option<NodeId>,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, codec(HANDSHAKE_FRAME_LIMIT));
-    let hello = match handshake(&ctx, &mut framed, nonce).await {
+    let (mut framed, node_id) = match secure(&ctx, stream, direction, expected).await {
+        Ok(s) => s,
+        Err(error) => {
+            let _ = ctx.events.send(ConnEvent::Failed { id, error }).await;
+            return;
+        }
+    };
+    let hello = match handshake(&ctx, &mut framed).await {
         Ok(h) => h,
         Err(error) => {
             if let ConnectError::RefusedByUs(code, reason) = &error {
@@ -292,6 +307,7 @@ pub async fn run(
     let handshaked = ConnEvent::Handshaked {
         id,
         remote,
+        node_id,
         hello: Box::new(hello),
         reply: reply_tx,
     };
@@ -322,7 +338,7 @@ pub async fn run(
     {
         return;
     }
-    framed.codec_mut().set_max_frame_length(ctx.frame_limit);
+    framed.codec_mut().set_limit(ctx.frame_limit);
     let Admitted {
         outbox,
         out_rx,
@@ -333,11 +349,62 @@ pub async fn run(
     let _ = ctx.events.send(ConnEvent::Closed { id, reason }).await;
 }
 
-async fn send_reject(
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
-    code: RejectCode,
-    reason: &str,
-) {
+/// The Noise handshake, within the handshake timeout: the encrypted
+/// connection and the node id the peer proved.
+async fn secure(
+    ctx: &ConnCtx,
+    mut stream: TcpStream,
+    direction: Direction,
+    expected: Option<NodeId>,
+) -> Result<(Conn, NodeId), ConnectError> {
+    let timeout_ms = ctx.cfg.handshake_timeout_ms;
+    let intro = Intro {
+        protocol_version: PROTOCOL_VERSION,
+        genesis: ctx.network.genesis_hash,
+    };
+    let started = Instant::now();
+    let shake = async {
+        match direction {
+            Direction::Outbound => {
+                transport::initiate(&mut stream, &ctx.keys, intro, expected).await
+            }
+            Direction::Inbound => transport::respond(&mut stream, &ctx.keys, intro).await,
+        }
+    };
+    let result = tokio::time::timeout(Duration::from_millis(timeout_ms), shake)
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout_ms))?;
+    metrics::histogram!("cairn_p2p_handshake_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok((mut codec, node_id)) => {
+            codec.set_limit(HANDSHAKE_FRAME_LIMIT);
+            Ok((Framed::new(stream, codec), node_id))
+        }
+        Err(HandshakeError::Io(_)) => Err(ConnectError::Closed),
+        Err(HandshakeError::WrongNode { expected, got }) => {
+            Err(ConnectError::WrongNode { expected, got })
+        }
+        Err(HandshakeError::RefusedByPeer(reason)) => Err(ConnectError::Refused(Reject {
+            code: if reason.contains("protocol version") {
+                RejectCode::ProtocolVersion
+            } else {
+                RejectCode::WrongNetwork
+            },
+            reason,
+        })),
+        Err(HandshakeError::RefusedByUs(reason)) => Err(ConnectError::RefusedByUs(
+            if reason.contains("protocol version") {
+                RejectCode::ProtocolVersion
+            } else {
+                RejectCode::WrongNetwork
+            },
+            reason,
+        )),
+        Err(e) => Err(ConnectError::Handshake(e.to_string())),
+    }
+}
+
+async fn send_reject(framed: &mut Conn, code: RejectCode, reason: &str) {
     let mut reason = reason.to_string();
     if reason.len() > crate::message::MAX_TEXT {
         let mut cut = crate::message::MAX_TEXT;
@@ -355,13 +422,9 @@ async fn send_reject(
 }
 
 /// Both sides speak first: send our hello, read theirs, check it.
-async fn handshake(
-    ctx: &ConnCtx,
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
-    nonce: u64,
-) -> Result<Hello, ConnectError> {
+async fn handshake(ctx: &ConnCtx, framed: &mut Conn) -> Result<Hello, ConnectError> {
     let timeout_ms = ctx.cfg.handshake_timeout_ms;
-    let ours = Message::Hello(our_hello(ctx, nonce));
+    let ours = Message::Hello(our_hello(ctx));
     let exchange = async {
         framed
             .send(Bytes::from(ours.encode()))
@@ -409,10 +472,7 @@ async fn handshake(
 }
 
 /// Sends our welcome and waits for theirs.
-async fn welcome(
-    ctx: &ConnCtx,
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
-) -> Result<(), ConnectError> {
+async fn welcome(ctx: &ConnCtx, framed: &mut Conn) -> Result<(), ConnectError> {
     let timeout_ms = ctx.cfg.handshake_timeout_ms;
     let exchange = async {
         framed
@@ -478,7 +538,7 @@ impl Bucket {
 async fn serve_connection(
     ctx: &Arc<ConnCtx>,
     id: u64,
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    framed: Conn,
     outbox: Outbox,
     mut out_rx: mpsc::UnboundedReceiver<(Instant, Bytes)>,
     link: watch::Receiver<LinkRule>,

@@ -42,6 +42,7 @@ pub mod recent;
 mod relay;
 pub mod store;
 mod sync;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub use message::RejectCode;
 pub use peer::Direction;
 pub use progress::SyncProgress;
 pub use store::{NoStore, PeerStore, StoreOp};
+pub use transport::{NodeId, NodeKey};
 
 use manager::{Command, Manager, Setup};
 
@@ -72,6 +74,8 @@ use manager::{Command, Manager, Setup};
 pub struct PeerInfo {
     /// The connection's number (changes on reconnection).
     pub id: u64,
+    /// The node at the other end, proven by the encrypted handshake.
+    pub node_id: NodeId,
     /// The address we dialled, or the one it listens on.
     pub address: String,
     /// The socket's remote address.
@@ -141,6 +145,8 @@ pub struct P2pHandle {
     status: watch::Receiver<P2pStatus>,
     /// Where the node accepts connections.
     pub local_addr: SocketAddr,
+    /// This node's id (the public half of its node key).
+    pub node_id: NodeId,
 }
 
 impl P2pHandle {
@@ -162,8 +168,9 @@ impl P2pHandle {
         self.ask(Command::Peers).await.unwrap_or_default()
     }
 
-    /// Connects to `addr` (`host:port`), lifting an operator block or a ban
-    /// on it; returns once connected, or why not.
+    /// Connects to `addr` (`host:port`, or `NODEID@host:port` to require
+    /// that node), lifting an operator block or a ban on it; returns once
+    /// connected, or why not.
     pub async fn add_peer(&self, addr: String) -> Result<PeerInfo, P2pError> {
         self.ask(|tx| Command::AddPeer(addr, tx)).await?
     }
@@ -205,20 +212,37 @@ impl P2pHandle {
     }
 }
 
-/// Starts listening on `listen` and connecting to `peers` (and the
-/// addresses the store remembers). Returns once the listener is bound.
+/// Who this node is and whom it talks to.
+pub struct Identity {
+    /// The persistent node key (its public half is the node id).
+    pub key: NodeKey,
+    /// `--allow-peers`: only these nodes may connect, either way.
+    pub allowed: Option<Vec<NodeId>>,
+}
+
+/// Starts listening on `listen` and connecting to `peers` (`host:port` or
+/// `NODEID@host:port`, and the addresses the store remembers). Returns once
+/// the listener is bound.
 pub async fn start(
     backend: Arc<dyn ChainBackend>,
     store: Arc<dyn PeerStore>,
     listen: SocketAddr,
     peers: Vec<String>,
+    identity: Identity,
     cfg: P2pConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<P2pHandle, P2pError> {
     let mut operator = Vec::new();
+    let mut expected_ids = std::collections::HashMap::new();
     for p in backend.network().bootnodes.into_iter().chain(peers) {
-        operator.push(p.parse::<PeerAddr>()?);
+        let (id, addr) = manager::parse_peer(&p)?;
+        if let Some(id) = id {
+            expected_ids.insert(addr.clone(), id);
+        }
+        operator.push(addr);
     }
+    let node_id = identity.key.id();
+    let keys = transport::LocalKeys::new(&identity.key);
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| P2pError::Listen {
@@ -250,6 +274,9 @@ pub async fn start(
         cfg,
         listen_addr: local_addr,
         peers: operator,
+        keys,
+        expected_ids,
+        allowed: identity.allowed.map(|a| a.into_iter().collect()),
         book_entries,
         ban_entries,
         conn_events: conn_tx,
@@ -258,11 +285,12 @@ pub async fn start(
     })?;
     tokio::spawn(accept_loop(listener, accept_tx, shutdown.clone()));
     tokio::spawn(manager.run(accept_rx, conn_rx, jobs_rx, cmd_rx, chain_events, shutdown));
-    tracing::info!("P2P listening on {local_addr}");
+    tracing::info!("P2P listening on {local_addr} as node {node_id}");
     Ok(P2pHandle {
         commands: cmd_tx,
         status: status_rx,
         local_addr,
+        node_id,
     })
 }
 

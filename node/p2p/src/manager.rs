@@ -37,6 +37,7 @@ use crate::peer::{CloseReason, Direction, Misbehaviour};
 use crate::progress::{RateMeter, SyncProgress};
 use crate::recent::Recent;
 use crate::store::{PeerStore, StoreOp};
+use crate::transport::{LocalKeys, NodeId};
 use crate::{P2pError, P2pStatus, PeerInfo, PeerSelector};
 
 /// Most unconnecting header announcements before a peer is dropped.
@@ -81,7 +82,8 @@ pub(crate) struct Peer {
     pub listen: Option<SocketAddr>,
     /// The address we dialled (outbound).
     pub dial: Option<PeerAddr>,
-    pub nonce: u64,
+    /// Proven by the encrypted handshake.
+    pub node_id: NodeId,
     pub user_agent: String,
     /// Local to the operator: never banned, exempt from per-IP limits and
     /// eviction.
@@ -143,6 +145,7 @@ impl Peer {
     pub fn info(&self, id: u64) -> PeerInfo {
         PeerInfo {
             id,
+            node_id: self.node_id,
             address: self.address(),
             remote: self.remote,
             direction: self.direction,
@@ -166,7 +169,6 @@ impl Peer {
 pub(crate) struct Pending {
     pub direction: Direction,
     pub dial: Option<PeerAddr>,
-    pub nonce: u64,
     /// Where an inbound connection comes from (its handshake slots are
     /// limited per address).
     pub from: Option<std::net::IpAddr>,
@@ -239,6 +241,10 @@ pub(crate) struct Manager {
     /// Link rules by the peer's listen address; `None`: every peer.
     pub link_rules: HashMap<Option<SocketAddr>, LinkRule>,
     pub add_waiters: HashMap<u64, oneshot::Sender<Result<PeerInfo, P2pError>>>,
+    /// The node ids the operator named for addresses (`ID@host:port`).
+    pub expected_ids: HashMap<PeerAddr, NodeId>,
+    /// `--allow-peers`: only these node ids may connect, either way.
+    pub allowed: Option<HashSet<NodeId>>,
     pub status: watch::Sender<P2pStatus>,
     pub tip: ChainTip,
     pub jobs_tx: mpsc::Sender<Job>,
@@ -264,6 +270,9 @@ pub(crate) struct Setup {
     pub cfg: P2pConfig,
     pub listen_addr: SocketAddr,
     pub peers: Vec<PeerAddr>,
+    pub keys: LocalKeys,
+    pub expected_ids: HashMap<PeerAddr, NodeId>,
+    pub allowed: Option<HashSet<NodeId>>,
     pub book_entries: Vec<(Vec<u8>, Vec<u8>)>,
     pub ban_entries: Vec<(Vec<u8>, Vec<u8>)>,
     pub conn_events: mpsc::Sender<ConnEvent>,
@@ -310,6 +319,7 @@ impl Manager {
             backend: s.backend.clone(),
             network: network.clone(),
             cfg: s.cfg.clone(),
+            keys: s.keys,
             listen_port: Some(s.listen_addr.port()),
             frame_limit,
             events: s.conn_events,
@@ -352,6 +362,8 @@ impl Manager {
             downloader,
             link_rules: HashMap::new(),
             add_waiters: HashMap::new(),
+            expected_ids: s.expected_ids,
+            allowed: s.allowed,
             status: s.status,
             tip,
             jobs_tx: s.jobs_tx,
@@ -489,21 +501,6 @@ impl Manager {
         (inbound, self.peers.len() - inbound)
     }
 
-    fn our_nonce(&self, nonce: u64) -> bool {
-        self.pending.values().any(|p| p.nonce == nonce)
-            || self.half_open.values().any(|p| p.nonce == nonce)
-            || self.peers.values().any(|p| p.nonce == nonce)
-    }
-
-    fn new_nonce(&mut self) -> u64 {
-        loop {
-            let n: u64 = rand::Rng::r#gen(&mut self.rng);
-            if !self.our_nonce(n) {
-                return n;
-            }
-        }
-    }
-
     fn rule_for(&self, listen: Option<SocketAddr>) -> LinkRule {
         listen
             .and_then(|l| self.link_rules.get(&Some(l)))
@@ -575,13 +572,11 @@ impl Manager {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let nonce = self.new_nonce();
         self.pending.insert(
             id,
             Pending {
                 direction: Direction::Inbound,
                 dial: None,
-                nonce,
                 from: Some(remote.ip()),
             },
         );
@@ -591,7 +586,7 @@ impl Manager {
             remote,
             Direction::Inbound,
             id,
-            nonce,
+            None,
         ));
     }
 
@@ -599,13 +594,12 @@ impl Manager {
     pub fn dial(&mut self, addr: PeerAddr) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let nonce = self.new_nonce();
+        let expected = self.expected_ids.get(&addr).copied();
         self.pending.insert(
             id,
             Pending {
                 direction: Direction::Outbound,
                 dial: Some(addr.clone()),
-                nonce,
                 from: None,
             },
         );
@@ -613,7 +607,7 @@ impl Manager {
             self.ctx.clone(),
             id,
             addr.to_string(),
-            nonce,
+            expected,
         ));
         id
     }
@@ -632,9 +626,10 @@ impl Manager {
             ConnEvent::Handshaked {
                 id,
                 remote,
+                node_id,
                 hello,
                 reply,
-            } => self.on_handshaked(id, remote, *hello, reply),
+            } => self.on_handshaked(id, remote, node_id, *hello, reply),
             ConnEvent::Established { id } => self.on_established(id),
             ConnEvent::Failed { id, error } => self.on_failed(id, error),
             ConnEvent::Message { id, msg } => self.on_message(id, msg),
@@ -648,7 +643,6 @@ impl Manager {
             (None, Some(peer)) => Pending {
                 direction: peer.direction,
                 dial: peer.dial,
-                nonce: peer.nonce,
                 from: None,
             },
             (None, None) => return,
@@ -657,7 +651,8 @@ impl Manager {
         if let Some(addr) = &p.dial {
             let kind = match &error {
                 ConnectError::Unreachable(_) | ConnectError::Timeout(_) => FailureKind::Unreachable,
-                ConnectError::Closed => FailureKind::Closed,
+                ConnectError::Closed | ConnectError::Handshake(_) => FailureKind::Closed,
+                ConnectError::WrongNode { .. } => FailureKind::Refused(RefuseKind::Other),
                 ConnectError::Refused(r) => match r.code {
                     RejectCode::WrongNetwork | RejectCode::ProtocolVersion => {
                         FailureKind::WrongNetwork
@@ -676,7 +671,9 @@ impl Manager {
             let wait = next.map(|t| t.saturating_sub(now) / 1000).unwrap_or(0);
             match &error {
                 // the operator wants to know why a peer will not have us
-                ConnectError::Refused(_) | ConnectError::RefusedByUs(..) => {
+                ConnectError::Refused(_)
+                | ConnectError::RefusedByUs(..)
+                | ConnectError::WrongNode { .. } => {
                     tracing::info!("connection to {addr} failed: {error}; next attempt in {wait} s")
                 }
                 _ => tracing::debug!(
@@ -708,6 +705,7 @@ impl Manager {
         &mut self,
         id: u64,
         remote: SocketAddr,
+        node_id: NodeId,
         hello: crate::message::Hello,
         reply: oneshot::Sender<Admission>,
     ) {
@@ -728,7 +726,7 @@ impl Manager {
         };
         let book_addr = pending.dial.clone().or(listen.map(PeerAddr::Ip));
         let local = self.is_local_addr(&remote, book_addr.as_ref());
-        let refusal = self.admission_refusal(&pending, &hello, remote, listen, local, now);
+        let refusal = self.admission_refusal(&pending, node_id, remote, listen, local, now);
         if let Some((code, reason)) = refusal {
             if let Some(addr) = &pending.dial {
                 let kind = match code {
@@ -739,7 +737,14 @@ impl Manager {
             }
             tracing::debug!("refusing connection {id} from {remote}: {reason}");
             if let Some(w) = self.add_waiters.remove(&id) {
-                let _ = w.send(Err(P2pError::Refused(code, reason.clone())));
+                // the operator asked for a node we are already connected to
+                let existing = (code == RejectCode::Duplicate)
+                    .then(|| self.peers.iter().find(|(_, p)| p.node_id == node_id))
+                    .flatten();
+                let _ = w.send(match existing {
+                    Some((pid, p)) => Ok(p.info(*pid)),
+                    None => Err(P2pError::Refused(code, reason.clone())),
+                });
             }
             let _ = reply.send(Admission::Refuse(code, reason));
             return;
@@ -764,7 +769,7 @@ impl Manager {
             remote,
             listen,
             dial: pending.dial.clone(),
-            nonce: pending.nonce,
+            node_id,
             user_agent: hello.user_agent.clone(),
             local,
             outbox,
@@ -853,14 +858,22 @@ impl Manager {
     fn admission_refusal(
         &mut self,
         pending: &Pending,
-        hello: &crate::message::Hello,
+        node_id: NodeId,
         remote: SocketAddr,
         listen: Option<SocketAddr>,
         local: bool,
         now: u64,
     ) -> Option<(RejectCode, String)> {
-        if self.our_nonce(hello.nonce) {
+        if node_id == self.ctx.keys.id {
             return Some((RejectCode::SelfConnection, "connected to ourselves".into()));
+        }
+        if let Some(allowed) = &self.allowed
+            && !allowed.contains(&node_id)
+        {
+            return Some((
+                RejectCode::NotAllowed,
+                format!("node {node_id} is not in the allow list"),
+            ));
         }
         // automatic bans never hold the operator's own peers; the
         // operator's own bans hold everyone
@@ -889,19 +902,28 @@ impl Manager {
                 "until its operator calls net_addPeer for this node".into(),
             ));
         }
-        if let Some(l) = listen {
-            let dup = self.peers.values().any(|p| {
-                p.direction == Direction::Outbound
-                    && p.dial.as_ref().and_then(PeerAddr::ip) == Some(l)
-            }) && inbound;
-            let dup_out = !inbound
-                && self
-                    .peers
-                    .values()
-                    .any(|p| p.direction == Direction::Outbound && p.dial == pending.dial);
-            if dup || dup_out {
-                return Some((RejectCode::Duplicate, format!("already connected to {l}")));
+        // one connection per node: of two connections between the same
+        // nodes, both sides keep the one the lower node id opened
+        let existing = self
+            .peers
+            .iter()
+            .chain(self.half_open.iter())
+            .find(|(_, p)| p.node_id == node_id)
+            .map(|(id, p)| (*id, p.direction));
+        if let Some((other, direction)) = existing {
+            let opened_by_lower =
+                (pending.direction == Direction::Outbound) == (self.ctx.keys.id < node_id);
+            if direction == pending.direction || !opened_by_lower {
+                return Some((
+                    RejectCode::Duplicate,
+                    format!("already connected to node {}", node_id.short()),
+                ));
             }
+            self.disconnect(other, "a newer connection to the same node replaces it");
+            if let Some(p) = self.half_open.remove(&other) {
+                p.kill.notify_one();
+            }
+            self.remove_peer(other);
         }
         if inbound {
             let exempt =
@@ -1077,13 +1099,16 @@ impl Manager {
     }
 
     fn add_peer(&mut self, text: String, reply: oneshot::Sender<Result<PeerInfo, P2pError>>) {
-        let addr: PeerAddr = match text.parse() {
+        let (expected, addr) = match parse_peer(&text) {
             Ok(a) => a,
             Err(e) => {
-                let _ = reply.send(Err(P2pError::InvalidAddress(e)));
+                let _ = reply.send(Err(e));
                 return;
             }
         };
+        if let Some(id) = expected {
+            self.expected_ids.insert(addr.clone(), id);
+        }
         let now = now_ms();
         // the operator's explicit wish wins over an earlier disconnect or ban
         if let Err(e) = self.book.add_operator(addr.clone(), now) {
@@ -1104,8 +1129,10 @@ impl Manager {
             }
         }
         self.persist();
+        // an inbound peer's listen address is only its claim: dial, and a
+        // duplicate found by node id answers with the existing peer
         let existing = self.peers.iter().find(|(_, p)| {
-            p.dial.as_ref() == Some(&addr) || p.listen.is_some_and(|l| Some(l) == addr.ip())
+            p.dial.as_ref() == Some(&addr) && expected.is_none_or(|e| e == p.node_id)
         });
         if let Some((id, p)) = existing {
             let _ = reply.send(Ok(p.info(*id)));
@@ -1335,6 +1362,17 @@ impl Manager {
         for addr in candidates.into_iter().take(want.min(4)) {
             self.dial(addr);
         }
+    }
+}
+
+/// `host:port` or `NODEID@host:port`.
+pub(crate) fn parse_peer(text: &str) -> Result<(Option<NodeId>, PeerAddr), P2pError> {
+    match text.split_once('@') {
+        Some((id, addr)) => {
+            let id = id.parse::<NodeId>().map_err(P2pError::Config)?;
+            Ok((Some(id), addr.parse()?))
+        }
+        None => Ok((None, text.parse()?)),
     }
 }
 

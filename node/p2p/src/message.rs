@@ -1,6 +1,5 @@
-//! The wire protocol: length-prefixed frames (a 4-byte big-endian length,
-//! see `tokio_util::codec::LengthDelimitedCodec`) each holding one borsh
-//! [`Message`].
+//! The wire protocol: frames (a 4-byte big-endian length, encrypted with
+//! the rest, see [`crate::transport`]) each holding one borsh [`Message`].
 //!
 //! # Correctness
 //! The frame length is checked against a limit before any byte of the frame
@@ -18,8 +17,9 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use cairn_consensus::{Block, BlockHash, BlockHeader, SignedTransfer, TxId, Work};
 
 /// Protocol version spoken by this node (2: header announcements, typed
-/// rejections, binary addresses).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// rejections, binary addresses; 3: Noise-encrypted connections with node
+/// ids, no hello nonce).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Frame limit before the handshake completes.
 pub const HANDSHAKE_FRAME_LIMIT: usize = 4096;
 /// Most headers in one `Headers` answer.
@@ -52,9 +52,6 @@ pub struct Hello {
     pub best_work: Work,
     /// The port this node accepts connections on, if it listens.
     pub listen_port: Option<u16>,
-    /// Random per connection: a node that receives a nonce it sent itself is
-    /// connected to itself.
-    pub nonce: u64,
     pub user_agent: String,
 }
 
@@ -81,6 +78,9 @@ pub enum RejectCode {
     Partitioned,
     /// The receiver is shutting down.
     ShuttingDown,
+    /// The receiver's allow list (`--allow-peers`) does not name the
+    /// sender's node id.
+    NotAllowed,
 }
 
 impl RejectCode {
@@ -98,6 +98,7 @@ impl RejectCode {
             }
             RejectCode::Partitioned => "is partitioned from this node by a link fault",
             RejectCode::ShuttingDown => "is shutting down",
+            RejectCode::NotAllowed => "does not allow this node id (--allow-peers)",
         }
     }
 }
