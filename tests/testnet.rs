@@ -1,0 +1,296 @@
+//! The experimenter's testnet through the binary: `cairn-node testnet up
+//! --detach`, status with the common ancestor of diverged tips, partition
+//! by groups, heal, a one-call reorganisation, kill and start, and a
+//! manifest written by hand for nodes started some other way.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{NodeProcess, bin};
+
+/// Runs `cairn-node testnet ARGS --dir DIR`; returns stdout, panicking with
+/// the output when it fails.
+fn tn(dir: &Path, args: &[&str]) -> String {
+    let out = tn_raw(dir, args);
+    assert!(
+        out.status.success(),
+        "cairn-node testnet {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tn_raw(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("cairn-node"))
+        .arg("testnet")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run cairn-node testnet")
+}
+
+fn status(dir: &Path) -> Value {
+    serde_json::from_str(&tn(dir, &["status", "--json"])).expect("status --json is JSON")
+}
+
+/// Polls `status --json` until `check` holds, or panics with the last status.
+fn wait_status(dir: &Path, what: &str, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = status(dir);
+        if check(&s) {
+            return s;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; last status:\n{s:#}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn heights(s: &Value) -> Vec<u64> {
+    s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["height"].as_u64().unwrap_or(u64::MAX))
+        .collect()
+}
+
+/// Stops the testnet's nodes when the test ends, passed or failed.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if self.0.join("manifest.json").exists() {
+            let _ = tn_raw(&self.0, &["down"]);
+        }
+    }
+}
+
+#[test]
+fn detach_partition_heal_reorg_kill_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let _down = Down(dir.clone());
+    let out = tn(&dir, &["up", "--nodes", "4", "--miners", "0", "--detach"]);
+    assert!(out.contains("Running in the background"), "{out}");
+
+    // the manifest lists every node and the funded accounts
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let nodes = manifest["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(n["index"], i);
+        assert!(
+            n["rpc_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("http://127.0.0.1:")
+        );
+        assert!(n["p2p_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(
+            n["datadir"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("node-{i}"))
+        );
+        assert!(n["pid"].as_u64().is_some());
+    }
+    assert!(manifest["accounts"].as_array().unwrap().len() >= 4);
+    let ports: Vec<String> = nodes.iter().map(|n| n["rpc_url"].to_string()).collect();
+
+    let s = wait_status(&dir, "a full mesh", Duration::from_secs(20), |s| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["peers"] == 3)
+    });
+    assert_eq!(s["converged"], true);
+    assert_eq!(heights(&s), vec![0, 0, 0, 0]);
+    assert_eq!(s["nodes"][0]["up"], true);
+    assert!(s["nodes"][0]["best_hash"].as_str().unwrap().len() == 64);
+
+    // two groups that exchange nothing, each mining its own branch
+    tn(&dir, &["partition", "0,1", "2,3"]);
+    tn(&dir, &["mine", "--node", "0", "--generate", "2"]);
+    tn(&dir, &["mine", "--node", "2", "--generate", "3"]);
+    let s = wait_status(&dir, "two branches", Duration::from_secs(20), |s| {
+        heights(s) == vec![2, 2, 3, 3]
+    });
+    assert_eq!(s["converged"], false);
+    assert_eq!(s["tips"], 2);
+    assert_eq!(s["common_ancestor"]["height"], 0, "{s:#}");
+    // still apart a moment later: nothing leaks through the partition
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(heights(&status(&dir)), vec![2, 2, 3, 3]);
+
+    tn(&dir, &["heal"]);
+    let s = wait_status(
+        &dir,
+        "one tip after the heal",
+        Duration::from_secs(30),
+        |s| s["converged"] == true && heights(s) == vec![3, 3, 3, 3],
+    );
+    assert!(s["common_ancestor"].is_null());
+
+    // a reorganisation of depth 3 on real proof of work, in one call
+    let report: Value = serde_json::from_str(&tn(
+        &dir,
+        &["reorg", "--depth", "3", "--nodes", "1", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(report["depth"], 3, "{report:#}");
+    assert_eq!(report["replaced"].as_array().unwrap().len(), 3);
+    assert_eq!(report["fork_height"], 3);
+    assert_eq!(report["new_height"], 7);
+    let s = status(&dir);
+    assert_eq!(s["converged"], true);
+    assert_eq!(heights(&s), vec![7, 7, 7, 7]);
+    assert!(s["partition"].as_array().unwrap().is_empty());
+
+    // nobody was banned by partitions
+    for n in nodes {
+        let out = Command::new(bin("cairn-node"))
+            .args([
+                "rpc",
+                "--rpc",
+                n["rpc_url"].as_str().unwrap(),
+                "--datadir",
+                n["datadir"].as_str().unwrap(),
+                "net_listBanned",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let bans: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            bans,
+            serde_json::json!([]),
+            "node {} banned someone",
+            n["index"]
+        );
+    }
+
+    // kill one node, mine without it, start it again: it catches up on its old ports
+    tn(&dir, &["kill", "1"]);
+    let s = status(&dir);
+    assert_eq!(s["nodes"][1]["up"], false);
+    tn(&dir, &["mine", "--node", "0", "--generate", "1"]);
+    tn(&dir, &["start", "1"]);
+    wait_status(
+        &dir,
+        "the restarted node to catch up",
+        Duration::from_secs(30),
+        |s| s["converged"] == true && heights(s) == vec![8, 8, 8, 8],
+    );
+
+    // down stops them all; up again reuses the ports and the chains
+    tn(&dir, &["down"]);
+    let s = status(&dir);
+    assert!(
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["up"] == false)
+    );
+    tn(&dir, &["up", "--nodes", "4", "--miners", "0", "--detach"]);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let again: Vec<String> = manifest["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["rpc_url"].to_string())
+        .collect();
+    assert_eq!(again, ports, "ports are kept across restarts");
+    wait_status(
+        &dir,
+        "the chains back after a restart",
+        Duration::from_secs(20),
+        |s| heights(s) == vec![8, 8, 8, 8],
+    );
+}
+
+/// A manifest written by hand drives nodes that the testnet did not start:
+/// one found by its cookie, one by a fixed login.
+#[test]
+fn a_hand_written_manifest_drives_nodes_started_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = NodeProcess::start(&tmp.path().join("a"), &["--network", "dev"]);
+    let a_p2p = a.p2p_addr.clone().unwrap();
+    let b = NodeProcess::start(
+        &tmp.path().join("b"),
+        &[
+            "--network",
+            "dev",
+            "--peer",
+            &a_p2p,
+            "--rpc-user",
+            "lab",
+            "--rpc-password",
+            "secret-pw",
+        ],
+    );
+    let dir = tmp.path().join("net");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = serde_json::json!({
+        "network": "dev",
+        "nodes": [
+            {"index": 0, "rpc_url": a.rpc_url, "p2p_addr": a_p2p, "datadir": a.datadir, "role": "node",
+             "miner_address": cairn_genesis::dev_accounts()[0].address.encode(&cairn_consensus::AddressPrefix::new("cdev").unwrap())},
+            {"index": 1, "rpc_url": b.rpc_url, "p2p_addr": b.p2p_addr.clone().unwrap(),
+             "rpc_user": "lab", "rpc_password": "secret-pw", "role": "node"}
+        ]
+    });
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    wait_status(
+        &dir,
+        "the two nodes connected",
+        Duration::from_secs(20),
+        |s| {
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["peers"] == 1)
+        },
+    );
+    tn(&dir, &["partition", "0", "1"]);
+    tn(&dir, &["mine", "--node", "0", "--generate", "2"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = status(&dir);
+    assert_eq!(heights(&s), vec![2, 0], "{s:#}");
+    assert_eq!(s["common_ancestor"]["height"], 0);
+    tn(&dir, &["heal"]);
+    wait_status(&dir, "the heal", Duration::from_secs(20), |s| {
+        heights(s) == vec![2, 2]
+    });
+    // kill and start need a node this host started
+    let out = tn_raw(&dir, &["kill", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not started by this host"));
+    drop((a, b));
+}
+
+#[test]
+fn bad_input_is_refused_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("none");
+    let out = tn_raw(&dir, &["status"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no testnet manifest"));
+    let out = tn_raw(&dir, &["up", "--topology", "tree", "--detach"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not mesh, ring, star or random:K"));
+}
