@@ -294,3 +294,190 @@ fn bad_input_is_refused_with_a_reason() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not mesh, ring, star or random:K"));
 }
+
+/// A delay on a node's links shows in the propagation figures; instant
+/// mining confirms a load's transfers; the stats JSON has its sections.
+#[test]
+fn a_link_delay_shows_in_stats_and_instant_mining_confirms_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let _down = Down(dir.clone());
+    tn(&dir, &["up", "--nodes", "3", "--miners", "0", "--detach"]);
+    wait_status(&dir, "a full mesh", Duration::from_secs(20), |s| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["peers"] == 2)
+    });
+    let stats =
+        |dir: &Path| -> Value { serde_json::from_str(&tn(dir, &["stats", "--json"])).unwrap() };
+    for h in 1..=2 {
+        tn(&dir, &["mine", "--node", "0", "--generate", "1"]);
+        wait_status(&dir, "the block everywhere", Duration::from_secs(20), |s| {
+            heights(s) == vec![h; 3]
+        });
+    }
+    let before = stats(&dir);
+    let fast = before["propagation"]["blocks"]["to_100pct"]["max_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(fast < 400, "loopback without faults: {before:#}");
+    assert!(before["reorg"]["count"].is_u64());
+
+    let out = tn(&dir, &["link", "0", "all", "--delay", "400ms"]);
+    assert!(out.contains("2 links"), "{out}");
+    for h in 3..=4 {
+        tn(&dir, &["mine", "--node", "0", "--generate", "1"]);
+        wait_status(&dir, "the block everywhere", Duration::from_secs(20), |s| {
+            heights(s) == vec![h; 3]
+        });
+    }
+    let after = stats(&dir);
+    let p = &after["propagation"]["blocks"];
+    assert_eq!(p["items"], 4, "{after:#}");
+    assert!(
+        p["to_100pct"]["max_ms"].as_u64().unwrap() >= 400,
+        "{after:#}"
+    );
+    assert!(
+        p["to_50pct"]["p95_ms"].as_u64().unwrap() >= 400,
+        "{after:#}"
+    );
+    assert_eq!(after["stale"]["stale"], 0);
+    let svg = tmp.path().join("p.svg");
+    tn(&dir, &["stats", "--plot", svg.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("Propagation"));
+
+    // clear the delay, mine on every transfer, and load the network
+    tn(&dir, &["link", "all", "all"]);
+    let out = tn(&dir, &["mine", "--node", "0", "--mode", "instant"]);
+    assert!(out.contains("node-0: instant"), "{out}");
+    let load: Value = serde_json::from_str(&tn(
+        &dir,
+        &[
+            "load",
+            "--tps",
+            "20",
+            "--duration",
+            "1s",
+            "--wait",
+            "20s",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert!(load["accepted"].as_u64().unwrap() >= 15, "{load:#}");
+    assert_eq!(load["rejected"], 0, "{load:#}");
+    assert_eq!(load["confirmed"], load["accepted"], "{load:#}");
+    assert!(load["latency"]["median_ms"].as_u64().is_some());
+    let s = stats(&dir);
+    assert!(
+        s["propagation"]["transfers"]["items"].as_u64().unwrap() >= 15,
+        "{s:#}"
+    );
+}
+
+/// A snapshot is every node's chain; a restore brings it back, and again.
+#[test]
+fn snapshot_and_double_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let _down = Down(dir.clone());
+    tn(&dir, &["up", "--nodes", "2", "--miners", "0", "--detach"]);
+    tn(&dir, &["mine", "--node", "0", "--generate", "2"]);
+    wait_status(&dir, "height 2", Duration::from_secs(20), |s| {
+        heights(s) == vec![2, 2]
+    });
+    let tip = status(&dir)["nodes"][0]["best_hash"].clone();
+    tn(&dir, &["snapshot", "first"]);
+    let out = tn_raw(&dir, &["snapshot", "first"]);
+    assert!(!out.status.success(), "a snapshot name is used once");
+    for extra in ["3", "1"] {
+        tn(&dir, &["mine", "--node", "1", "--generate", extra]);
+        wait_status(&dir, "new blocks", Duration::from_secs(20), |s| {
+            heights(s)[0] > 2 && heights(s)[0] == heights(s)[1]
+        });
+        tn(&dir, &["restore", "first"]);
+        let s = wait_status(&dir, "the snapshot back", Duration::from_secs(20), |s| {
+            heights(s) == vec![2, 2]
+        });
+        assert_eq!(s["nodes"][0]["best_hash"], tip);
+        assert_eq!(s["nodes"][1]["best_hash"], tip);
+    }
+    let out = tn_raw(&dir, &["restore", "nothing"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no snapshot nothing"));
+}
+
+/// The quick example scenario runs and passes; one whose assertion cannot
+/// hold exits non-zero and names it. Both write their report next to the file.
+#[test]
+fn scenarios_run_and_a_failed_assertion_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = tmp.path().join("quick-partition.toml");
+    std::fs::copy(repo.join("scenarios/quick-partition.toml"), &file).unwrap();
+    let run = |file: &Path, dir: &Path| {
+        let out = Command::new(bin("cairn-node"))
+            .args(["testnet", "run"])
+            .arg(file)
+            .arg("--dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let _ = tn_raw(dir, &["down"]);
+        out
+    };
+    let out = run(&file, &tmp.path().join("a"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok   min_reorgs"), "{stdout}");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("quick-partition.report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["passed"], true);
+    assert!(
+        report["stats"]["propagation"]["blocks"]["items"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(report["timeline"].as_array().unwrap().len(), 2);
+
+    let failing = tmp.path().join("shallow.toml");
+    std::fs::write(
+        &failing,
+        r#"
+name = "a reorg deeper than allowed"
+[network]
+nodes = 3
+miners = 0
+[[timeline]]
+at = "0s"
+reorg = { depth = 2, nodes = [2] }
+[assert]
+max_reorg_depth = 1
+converges_within = "10s"
+"#,
+    )
+    .unwrap();
+    let out = run(&failing, &tmp.path().join("b"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("assertion failed: max_reorg_depth (limit 1, actual 2)"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("shallow.report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["passed"], false);
+}

@@ -79,7 +79,9 @@ fn a_three_node_testnet_mines_converges_and_stops() {
             && nodes.iter().all(|n| {
                 n["height"].as_u64().unwrap_or(0) >= 3 && n["peers"].as_u64().unwrap_or(0) >= 1
             })
-            && nodes.iter().all(|n| n["best_hash"] == nodes[0]["best_hash"]);
+            && nodes
+                .iter()
+                .all(|n| n["best_hash"] == nodes[0]["best_hash"]);
         if ok {
             break s;
         }

@@ -655,3 +655,54 @@ async fn run_timeline(
     println!("report: {}", out.display());
     Ok(verdicts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example scenarios in the repository are valid.
+    #[test]
+    fn the_example_scenarios_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} scenarios");
+    }
+
+    #[test]
+    fn bad_scenarios_are_refused() {
+        let bad = |text: &str, want: &str| {
+            let e = toml::from_str::<Scenario>(text)
+                .map_err(anyhow::Error::from)
+                .and_then(|s| s.check().map(|_| s))
+                .unwrap_err();
+            assert!(format!("{e:#}").contains(want), "{e:#}");
+        };
+        bad(
+            "[network]\nnodes = 2\n[[timeline]]\nat = \"1s\"\n",
+            "no action",
+        );
+        bad(
+            "[network]\nnodes = 2\n[[timeline]]\nat = \"1s\"\nkill = 5\n",
+            "node 5 does not exist",
+        );
+        bad(
+            "[network]\nnodes = 2\n[[timeline]]\nat = \"1s\"\nheal = true\nkill = 1\n",
+            "one per event",
+        );
+        bad(
+            "[network]\nnodes = 2\n[[timeline]]\nat = \"soon\"\nheal = true\n",
+            "not a duration",
+        );
+        bad(
+            "[network]\nnodes = 2\n[assert]\nmax_depth = 1\n",
+            "unknown field",
+        );
+    }
+}
