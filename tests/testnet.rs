@@ -345,6 +345,10 @@ fn a_link_delay_shows_in_stats_and_instant_mining_confirms_load() {
         "{after:#}"
     );
     assert_eq!(after["stale"]["stale"], 0);
+    assert!(
+        after["bytes_sent_per_block"].as_u64().unwrap() > 0,
+        "{after:#}"
+    );
     let svg = tmp.path().join("p.svg");
     tn(&dir, &["stats", "--plot", svg.to_str().unwrap()]);
     let text = std::fs::read_to_string(&svg).unwrap();

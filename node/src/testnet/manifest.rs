@@ -319,6 +319,16 @@ mod tests {
         assert!(Topology::parse("ring").unwrap().edges(1).is_empty());
     }
 
+    /// The README's example of nodes on three hosts is a valid manifest.
+    #[test]
+    fn the_three_host_example_is_valid() {
+        let text = include_str!("../../../docs/testnet/three-hosts.manifest.json");
+        let m: Manifest = serde_json::from_str(text).unwrap();
+        m.check().unwrap();
+        assert_eq!(m.nodes.len(), 3);
+        assert_eq!(m.edges().unwrap().len(), 3);
+    }
+
     #[test]
     fn hand_written_manifests_are_checked() {
         let ok = r#"{"nodes":[{"index":0,"rpc_url":"http://10.0.0.1:7540","p2p_addr":"10.0.0.1:7541",

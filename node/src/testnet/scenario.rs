@@ -390,6 +390,52 @@ async fn perform(
     Ok(None)
 }
 
+/// Waits (mining stopped) until every node is on one tip. Tips of equal
+/// work are a tie that only a next block breaks (each node keeps the one
+/// it saw first), so once such a tie holds still for a second, node 0
+/// mines one block. Returns whether it converged and how many ties it broke.
+async fn converge(m: &Manifest, limit: Duration) -> (bool, u32) {
+    let deadline = Instant::now() + limit;
+    let mut ties = 0;
+    let mut last: Option<(Vec<cairn_consensus::BlockHash>, Instant)> = None;
+    loop {
+        let states = control::node_states(m).await;
+        let infos: Vec<&cairn_api::ChainInfo> =
+            states.iter().filter_map(|s| s.info.as_ref().ok()).collect();
+        let mut tips: Vec<cairn_consensus::BlockHash> = infos.iter().map(|i| i.best_hash).collect();
+        if !infos.is_empty()
+            && infos.len() == m.nodes.len()
+            && tips.windows(2).all(|w| w[0] == w[1])
+        {
+            return (true, ties);
+        }
+        if Instant::now() > deadline {
+            return (false, ties);
+        }
+        tips.sort();
+        tips.dedup();
+        let tie = infos.windows(2).all(|w| w[0].total_work == w[1].total_work);
+        let still = match &last {
+            Some((t, since)) if *t == tips => since.elapsed() > Duration::from_secs(1),
+            _ => {
+                last = Some((tips.clone(), Instant::now()));
+                false
+            }
+        };
+        if tie && still && ties < 3 {
+            let n = &m.nodes[0];
+            if let (Ok(c), Some(addr)) =
+                (n.client(Duration::from_secs(30)), n.miner_address.clone())
+            {
+                let _ = cairn_api::CairnApiClient::mining_generate(&c, 1, addr).await;
+                ties += 1;
+                last = None;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `testnet run SCENARIO.toml`.
 pub async fn run(file: &Path, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let sc = Scenario::load(file)?;
@@ -521,7 +567,13 @@ async fn run_timeline(
     }
     // the end: no more blocks, then how long until one tip everywhere
     let m = Manifest::load(dir)?;
+    let mut modes = Vec::new();
     for n in &m.nodes {
+        let info = match n.client(Duration::from_secs(10)) {
+            Ok(c) => cairn_api::CairnApiClient::mining_get_info(&c).await.ok(),
+            Err(_) => None,
+        };
+        modes.push(info);
         let _ = control::set_mode(n, "manual", None, false, None).await;
     }
     let limit = sc
@@ -533,13 +585,9 @@ async fn run_timeline(
         .map_err(anyhow::Error::msg)?
         .unwrap_or(60_000);
     let conv_start = Instant::now();
-    let everyone: Vec<usize> = (0..m.nodes.len()).collect();
-    let converged = control::wait_converged(&m, &everyone, Duration::from_millis(limit)).await;
-    let converged_after_ms = converged
-        .as_ref()
-        .ok()
-        .map(|_| conv_start.elapsed().as_millis() as u64);
-    let stats = super::stats::collect(&m).await?;
+    let (converged, ties_broken) = converge(&m, Duration::from_millis(limit)).await;
+    let converged_after_ms = converged.then(|| conv_start.elapsed().as_millis() as u64);
+    let stats = super::stats::collect_with_modes(&m, Some(&modes)).await?;
     let height = control::node_states(&m)
         .await
         .iter()
@@ -562,7 +610,7 @@ async fn run_timeline(
             "converges_within",
             json!(c),
             json!(converged_after_ms.map(|ms| format!("{ms}ms"))),
-            converged.is_ok(),
+            converged,
         );
     }
     if let Some(x) = a.max_reorg_depth {
@@ -625,6 +673,7 @@ async fn run_timeline(
         "height": height,
         "timeline": done,
         "converged_after_ms": converged_after_ms,
+        "ties_broken": ties_broken,
         "stats": stats,
         "load": load_reports,
         "assertions": verdicts.clone(),
@@ -639,7 +688,14 @@ async fn run_timeline(
         super::load::print(l);
     }
     match converged_after_ms {
-        Some(ms) => println!("converged {ms} ms after the timeline ended, at height {height}"),
+        Some(ms) => println!(
+            "converged {ms} ms after the timeline ended, at height {height}{}",
+            if ties_broken > 0 {
+                format!(" ({ties_broken} tie of equal-work tips broken by one more block)")
+            } else {
+                String::new()
+            }
+        ),
         None => println!("did not converge within {limit} ms"),
     }
     println!("assertions:");

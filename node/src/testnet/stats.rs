@@ -123,6 +123,11 @@ pub struct Stats {
     pub miners: Vec<MinerStats>,
     /// Time between consecutive best-chain blocks, by their first sighting.
     pub block_intervals: Spread,
+    /// Bytes of block relay (announcements, requests, blocks, headers)
+    /// all nodes sent, over the blocks they saw; from each node's
+    /// `/metrics` since it started.
+    pub block_relay_bytes: u64,
+    pub bytes_sent_per_block: Option<u64>,
     #[serde(skip)]
     pub intervals: Vec<u64>,
 }
@@ -143,6 +148,15 @@ pub struct StaleStats {
 
 /// Reads every node's records and computes the figures.
 pub async fn collect(m: &Manifest) -> anyhow::Result<Stats> {
+    collect_with_modes(m, None).await
+}
+
+/// [`collect`], with the nodes' mining state as it was earlier (a scenario
+/// stops mining before it measures, but reports the modes it ran with).
+pub async fn collect_with_modes(
+    m: &Manifest,
+    modes: Option<&[Option<cairn_api::MiningInfo>]>,
+) -> anyhow::Result<Stats> {
     let n = m.nodes.len();
     let mut blocks: HashMap<String, (Option<u64>, Vec<u64>)> = HashMap::new();
     let mut transfers: HashMap<String, (Option<u64>, Vec<u64>)> = HashMap::new();
@@ -183,7 +197,10 @@ pub async fn collect(m: &Manifest) -> anyhow::Result<Stats> {
             reorg.depths.push(r.depth);
             reorg.max_depth = reorg.max_depth.max(r.depth);
         }
-        let info = c.mining_get_info().await.context("mining_getInfo")?;
+        let info = match modes.and_then(|v| v.get(node.index).cloned().flatten()) {
+            Some(i) => i,
+            None => c.mining_get_info().await.context("mining_getInfo")?,
+        };
         miners.push(MinerStats {
             index: node.index,
             mode: info.mode.clone(),
@@ -261,6 +278,11 @@ pub async fn collect(m: &Manifest) -> anyhow::Result<Stats> {
         .filter(|w| w[1].0 == w[0].0 + 1)
         .map(|w| w[1].1.saturating_sub(w[0].1))
         .collect();
+    let mut relay_bytes = 0;
+    for node in &m.nodes {
+        relay_bytes += scrape_block_bytes(&node.rpc_url).await.unwrap_or(0);
+    }
+    let distinct_blocks = blocks.len() as u64;
     let mined: u64 = miners.iter().map(|m| m.mined).sum();
     let stale: u64 = miners.iter().map(|m| m.stale).sum();
     Ok(Stats {
@@ -285,8 +307,55 @@ pub async fn collect(m: &Manifest) -> anyhow::Result<Stats> {
             .filter(|m| m.mined > 0 || !["manual", "paused", "stopped"].contains(&m.mode.as_str()))
             .collect(),
         block_intervals: Spread::of(intervals.clone()),
+        block_relay_bytes: relay_bytes,
+        bytes_sent_per_block: relay_bytes.checked_div(distinct_blocks),
         intervals,
     })
+}
+
+/// Message types that carry blocks or their announcements.
+const BLOCK_RELAY: &[&str] = &[
+    "newheaders",
+    "getblocks",
+    "block",
+    "headers",
+    "getheaders",
+    "notfound",
+];
+/// Most bytes read from one `/metrics` page.
+const MAX_METRICS_BYTES: u64 = 4 << 20;
+
+/// Bytes of block relay a node sent, from its `/metrics` (no login needed).
+async fn scrape_block_bytes(rpc_url: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hostport = rpc_url.strip_prefix("http://")?.trim_end_matches('/');
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(hostport).await.ok()?;
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut body = Vec::new();
+        s.take(MAX_METRICS_BYTES)
+            .read_to_end(&mut body)
+            .await
+            .ok()?;
+        Some(body)
+    };
+    let body = tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .ok()??;
+    let text = String::from_utf8_lossy(&body);
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with("cairn_p2p_bytes_total{") && l.contains("direction=\"out\""))
+            .filter(|l| {
+                BLOCK_RELAY
+                    .iter()
+                    .any(|k| l.contains(&format!("type=\"{k}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum(),
+    )
 }
 
 fn show(s: &Spread) -> String {
@@ -309,6 +378,9 @@ pub fn print(s: &Stats) {
         println!("  to 100% of nodes  {}", show(&p.to_100pct));
     }
     println!("block intervals     {}", show(&s.block_intervals));
+    if let Some(b) = s.bytes_sent_per_block {
+        println!("block relay         {b} bytes sent per block (all nodes)");
+    }
     println!(
         "stale blocks        {} of {} mined ({:.1}%)",
         s.stale.stale,
