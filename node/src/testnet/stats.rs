@@ -392,19 +392,17 @@ pub fn print(s: &Stats) {
         s.reorg.count, s.reorg.max_depth, s.reorg.depths
     );
     if !s.miners.is_empty() {
-        println!(
-            "  node  mode        threads  hashrate share  scheduled  mined  stale  won  won share"
-        );
+        // the share of power: the scheduled one in interval modes (blocks
+        // come on a timer there, so the hash rate says little), else the
+        // measured hash rate
+        println!("  node  mode        threads  power share  mined  stale  won  won share");
         for m in &s.miners {
             println!(
-                "  {:<5} {:<11} {:>7}  {:>13.1}%  {:>9}  {:>5}  {:>5}  {:>3}  {:>8.1}%",
+                "  {:<5} {:<11} {:>7}  {:>10.1}%  {:>5}  {:>5}  {:>3}  {:>8.1}%",
                 m.index,
                 m.mode,
                 m.threads,
-                m.hashrate_share * 100.0,
-                m.scheduled_share
-                    .map(|x| format!("{:.1}%", x * 100.0))
-                    .unwrap_or_else(|| "-".into()),
+                m.scheduled_share.unwrap_or(m.hashrate_share) * 100.0,
                 m.mined,
                 m.stale,
                 m.won,
