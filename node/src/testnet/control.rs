@@ -489,6 +489,44 @@ pub async fn common_ancestor(
     Ok(best)
 }
 
+/// The last block shared by the tips the nodes reported, found by walking
+/// back from those very tips (so nodes that move on meanwhile do not skew
+/// it). `None` when a walk fails or is longer than [`MAX_WALK`] steps.
+async fn fork_point(m: &Manifest, states: &[NodeState]) -> Option<(u64, BlockHash)> {
+    // (height, hash, the node that reported it)
+    let mut heads: Vec<(u64, BlockHash, usize)> = Vec::new();
+    for s in states {
+        if let Ok(i) = &s.info
+            && !heads.iter().any(|h| h.1 == i.best_hash)
+        {
+            heads.push((i.height, i.best_hash, s.index));
+        }
+    }
+    let mut steps = 0;
+    while heads.windows(2).any(|w| w[0].1 != w[1].1) {
+        steps += 1;
+        if steps > MAX_WALK {
+            return None;
+        }
+        // step the highest head back to its parent
+        let k = (0..heads.len()).max_by_key(|&k| heads[k].0)?;
+        let (height, hash, node) = heads[k];
+        if height == 0 {
+            return None; // different genesis blocks
+        }
+        let b = client(&m.nodes[node])
+            .ok()?
+            .chain_get_block(cairn_api::BlockId::Hash(hash))
+            .await
+            .ok()?;
+        heads[k] = (height - 1, b.header.parent, node);
+    }
+    heads.first().map(|h| (h.0, h.1))
+}
+
+/// Most blocks `status` walks back to find where tips diverged.
+const MAX_WALK: usize = 2_000;
+
 /// `testnet status`.
 pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<()> {
     let m = Manifest::load(dir)?;
@@ -498,7 +536,10 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<()> {
         .filter_map(|s| s.info.as_ref().ok().map(|i| i.best_hash))
         .collect();
     let ancestor = if tips.len() > 1 {
-        common_ancestor(&m, &states).await?
+        match fork_point(&m, &states).await {
+            Some(a) => Some(a),
+            None => common_ancestor(&m, &states).await?,
+        }
     } else {
         None
     };

@@ -124,8 +124,32 @@ pub enum TestnetAction {
     },
 }
 
+/// An error whose cause is a JSON-RPC error, with the node's message
+/// instead of the client library's debug text.
+fn tidy(e: anyhow::Error) -> anyhow::Error {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        match cause.downcast_ref::<jsonrpsee::core::ClientError>() {
+            Some(jsonrpsee::core::ClientError::Call(obj)) => {
+                parts.push(format!("{} (code {})", obj.message(), obj.code()));
+                break;
+            }
+            Some(other) => {
+                parts.push(other.to_string());
+                break;
+            }
+            None => parts.push(cause.to_string()),
+        }
+    }
+    anyhow::anyhow!(parts.join(": "))
+}
+
 /// Runs `cairn-node testnet ...`.
 pub fn run(args: TestnetArgs) -> anyhow::Result<()> {
+    run_inner(args).map_err(tidy)
+}
+
+fn run_inner(args: TestnetArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
