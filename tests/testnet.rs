@@ -395,6 +395,35 @@ fn snapshot_and_double_restore() {
         heights(s) == vec![2, 2]
     });
     let tip = status(&dir)["nodes"][0]["best_hash"].clone();
+    // pending transfers (nobody mines them) are part of the snapshot
+    let load: Value = serde_json::from_str(&tn(
+        &dir,
+        &[
+            "load",
+            "--tps",
+            "10",
+            "--duration",
+            "1s",
+            "--wait",
+            "1s",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let pending = load["accepted"].as_u64().unwrap();
+    assert!(pending >= 5, "{load:#}");
+    wait_status(
+        &dir,
+        "the transfers in both mempools",
+        Duration::from_secs(20),
+        |s| {
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["mempool"] == pending)
+        },
+    );
     tn(&dir, &["snapshot", "first"]);
     let out = tn_raw(&dir, &["snapshot", "first"]);
     assert!(!out.status.success(), "a snapshot name is used once");
@@ -406,6 +435,11 @@ fn snapshot_and_double_restore() {
         tn(&dir, &["restore", "first"]);
         let s = wait_status(&dir, "the snapshot back", Duration::from_secs(20), |s| {
             heights(s) == vec![2, 2]
+                && s["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|n| n["mempool"] == pending)
         });
         assert_eq!(s["nodes"][0]["best_hash"], tip);
         assert_eq!(s["nodes"][1]["best_hash"], tip);
@@ -484,4 +518,57 @@ converges_within = "10s"
     )
     .unwrap();
     assert_eq!(report["passed"], false);
+}
+
+/// A ring: each node has only its two neighbours, and a block still
+/// reaches the node across the ring.
+#[test]
+fn a_ring_topology_keeps_to_its_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let _down = Down(dir.clone());
+    tn(
+        &dir,
+        &[
+            "up",
+            "--nodes",
+            "5",
+            "--miners",
+            "0",
+            "--topology",
+            "ring",
+            "--detach",
+        ],
+    );
+    wait_status(&dir, "two peers each", Duration::from_secs(20), |s| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["peers"] == 2)
+    });
+    tn(&dir, &["mine", "--node", "0", "--generate", "2"]);
+    wait_status(
+        &dir,
+        "the blocks around the ring",
+        Duration::from_secs(20),
+        |s| heights(s) == vec![2; 5],
+    );
+    // address gossip does not turn the ring into a mesh
+    std::thread::sleep(Duration::from_millis(500));
+    let s = status(&dir);
+    assert!(
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["peers"] == 2),
+        "{s:#}"
+    );
+    let out = tn_raw(&dir, &["link", "0", "2", "--delay", "10ms"]);
+    assert!(
+        !out.status.success(),
+        "0 and 2 are not linked in a ring of 5"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no link of the topology"));
 }

@@ -226,6 +226,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             });
         }
     }
+    // more nodes than dev accounts share keys: list each account once
+    let mut seen = std::collections::HashSet::new();
+    accounts.retain(|a| seen.insert(a.address.clone()));
     let mut manifest = Manifest {
         network: network.name.clone(),
         genesis_hash: Some(network.genesis_hash.to_hex()),
