@@ -499,7 +499,19 @@ nodes = 3
 miners = 0
 [[timeline]]
 at = "0s"
+link = { a = "0", b = "all", delay = "50ms" }
+[[timeline]]
+at = "0s"
 reorg = { depth = 2, nodes = [2] }
+[[timeline]]
+at = "1s"
+kill = 1
+[[timeline]]
+at = "1500ms"
+mine = { nodes = [0], generate = 1 }
+[[timeline]]
+at = "2s"
+start = 1
 [assert]
 max_reorg_depth = 1
 converges_within = "10s"
@@ -518,6 +530,12 @@ converges_within = "10s"
     )
     .unwrap();
     assert_eq!(report["passed"], false);
+    // every action of the timeline ran, and the restarted node caught up
+    let steps = report["timeline"].as_array().unwrap();
+    assert_eq!(steps.len(), 5, "{report:#}");
+    assert!(steps.iter().all(|s| s["error"].is_null()), "{report:#}");
+    assert_eq!(steps[1]["result"]["depth"], 2);
+    assert!(report["converged_after_ms"].is_u64(), "{report:#}");
 }
 
 /// A ring: each node has only its two neighbours, and a block still
