@@ -723,14 +723,21 @@ impl Node {
                 self.miner_threads()
             ),
         }
-        let mut next = Instant::now();
+        // a mode set at run time waits one interval for its first block
+        // (so miners switched together do not all mine at once)
+        let mut next = Instant::now()
+            + match self.lab.mode() {
+                Some(mode) => crate::lab::Lab::interval(mode).unwrap_or_default(),
+                None => Duration::ZERO,
+            };
         let mut generation = self.lab.generation();
         while self.is_mining() && !self.is_shutting_down() {
             let mode = self.mining_mode();
             if self.lab.generation() != generation {
-                // a new mode starts its schedule now
+                // a new mode starts its schedule now: its first block
+                // comes one interval later, not at once on every miner
                 generation = self.lab.generation();
-                next = Instant::now();
+                next = Instant::now() + crate::lab::Lab::interval(mode).unwrap_or_default();
             }
             let waiting = |_: &mut ()| {
                 self.is_mining() && !self.is_shutting_down() && self.lab.generation() == generation
