@@ -590,3 +590,32 @@ fn a_ring_topology_keeps_to_its_links() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no link of the topology"));
 }
+
+/// The longer example scenarios (about 90 s together): run them with
+/// `cargo test --test testnet -- --ignored`.
+#[test]
+#[ignore]
+fn the_long_example_scenarios_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["unequal-hashrate", "partition-storm", "high-latency-ring"] {
+        let file = tmp.path().join(format!("{name}.toml"));
+        std::fs::copy(repo.join(format!("scenarios/{name}.toml")), &file).unwrap();
+        let dir = tmp.path().join(name);
+        let out = Command::new(bin("cairn-node"))
+            .args(["testnet", "run"])
+            .arg(&file)
+            .arg("--dir")
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let _ = tn_raw(&dir, &["down"]);
+        assert!(
+            out.status.success(),
+            "{name}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

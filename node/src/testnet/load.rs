@@ -52,6 +52,9 @@ pub struct LoadReport {
     pub latency: Spread,
 }
 
+/// Most transfers one load run submits (each is tracked until it confirms).
+pub const MAX_TRANSFERS: u64 = 1_000_000;
+
 struct Sender {
     key: SigningKey,
     nonce: u64,
@@ -65,6 +68,13 @@ pub async fn run_load(
     duration_ms: u64,
     wait_ms: u64,
 ) -> anyhow::Result<LoadReport> {
+    // every submitted transfer is tracked until it confirms: bound them
+    let total = u64::from(tps).saturating_mul(duration_ms) / 1000;
+    if total > MAX_TRANSFERS {
+        bail!(
+            "{tps} per second for {duration_ms} ms is {total} transfers; at most {MAX_TRANSFERS} per run"
+        );
+    }
     let clients: Vec<HttpClient> = m
         .nodes
         .iter()
