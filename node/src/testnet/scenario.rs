@@ -473,7 +473,11 @@ pub async fn run(file: &Path, dir: Option<PathBuf>) -> anyhow::Result<()> {
     })
     .await?;
     let dir = dir.canonicalize()?;
-    let result = run_timeline(&sc, &dir, file, &stem).await;
+    // Ctrl-C stops the nodes too (they run detached from this terminal)
+    let result = tokio::select! {
+        r = run_timeline(&sc, &dir, file, &stem) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     let down = super::up::down(&dir);
     let verdicts = result?;
     down?;
