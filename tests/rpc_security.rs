@@ -333,6 +333,12 @@ async fn control_methods_are_refused_on_a_public_bind_unless_the_operator_allows
         ),
         ("mining_stop", rpc.mining_stop().await.unwrap_err()),
         (
+            "mining_setMode",
+            rpc.mining_set_mode("paused".into(), None, None, None)
+                .await
+                .unwrap_err(),
+        ),
+        (
             "net_addPeer",
             rpc.net_add_peer("127.0.0.1:1".into()).await.unwrap_err(),
         ),

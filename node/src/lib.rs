@@ -29,6 +29,7 @@ pub mod explorer;
 pub mod forks;
 pub mod http;
 pub mod index;
+pub mod lab;
 pub mod mempool;
 pub mod metrics;
 pub mod miner;

@@ -35,7 +35,8 @@ struct Cli {
 enum Command {
     /// Run a node.
     Run(Box<RunArgs>),
-    /// Start a private testnet of several nodes on this machine (or show its status).
+    /// A private testnet for experiments: up, down, status, partition, heal, link,
+    /// mine, reorg, kill, start (see `cairn-node testnet --help`).
     Testnet(testnet::TestnetArgs),
     /// Call a JSON-RPC method of a running node and print the result as JSON.
     Rpc(rpc_cli::RpcArgs),
@@ -704,10 +705,7 @@ fn main() {
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(run(network, config))
         }),
-        Command::Testnet(t) => init_logging(None).and_then(|()| match t.action {
-            Some(testnet::TestnetAction::Status { dir, json }) => testnet::status(&dir, json),
-            None => testnet::start(t.start),
-        }),
+        Command::Testnet(t) => init_logging(None).and_then(|()| testnet::run(t)),
         Command::Rpc(args) => rpc_cli::run(args),
         Command::Rpcauth(args) => rpc_cli::rpcauth(args),
     };

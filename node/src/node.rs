@@ -136,6 +136,8 @@ pub struct Node {
     shutting_down: AtomicBool,
     /// Reorganisations and side-branch blocks seen since start-up.
     pub forks: crate::forks::ForkLog,
+    /// Experiment support: the miner's mode and first-seen records.
+    pub lab: crate::lab::Lab,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -241,6 +243,7 @@ impl Node {
             },
             shutting_down: AtomicBool::new(false),
             forks: crate::forks::ForkLog::default(),
+            lab: crate::lab::Lab::default(),
         });
         Ok((node, report))
     }
@@ -301,7 +304,15 @@ impl Node {
         // per-block lines
         let quiet = blocks.len() > 1 && matches!(source, Source::Peer(_));
         for block in blocks {
-            results.push(process_logged(&mut chain, block, source, quiet));
+            let (arrived, height) = (now_ms(), block.header.height.0);
+            let r = process_logged(&mut chain, block, source, quiet);
+            if let (Ok(p), Source::Peer(peer)) = (&r, source)
+                && p.outcome != Outcome::Duplicate
+            {
+                let origin = crate::lab::Origin::Peer(peer);
+                self.lab.saw_block(p.hash, height, arrived, origin);
+            }
+            results.push(r);
         }
         crate::forks::record_side_blocks(&self.forks, &chain, &results, now_ms());
         if let Err(e) = self.finish_batch(&chain, old_tip) {
@@ -452,6 +463,8 @@ impl Node {
             let account = self.store.account(&tx.sender())?;
             pool.insert(tx, id, account, now_ms())?;
         }
+        let origin = from_peer.map_or(crate::lab::Origin::Local, crate::lab::Origin::Peer);
+        self.lab.saw_transfer(id, now_ms(), origin);
         self.sig_cache.insert(id);
         let _ = self.events.send(Event::TransferAccepted { id, from_peer });
         Ok(id)
@@ -529,8 +542,10 @@ impl Node {
                 result = Err(NodeError::ShuttingDown);
                 break;
             }
+            let height = block.header.height.0;
             match process_logged(&mut chain, block, Source::Miner, false) {
                 Ok(p) => {
+                    self.lab.mined(p.hash, height, now_ms());
                     hashes.push(p.hash);
                     self.mining.blocks_mined.fetch_add(1, Ordering::Relaxed);
                 }
@@ -621,6 +636,30 @@ impl Node {
         Ok(())
     }
 
+    /// Switches the miner's mode (and threads) at run time: the current
+    /// search stops and the new schedule starts at once.
+    pub fn set_mining_mode(
+        self: &Arc<Self>,
+        mode: crate::lab::MiningMode,
+        threads: Option<usize>,
+    ) -> Result<(), NodeError> {
+        self.lab.set_mode(mode);
+        self.mining.stop_gen.fetch_add(1, Ordering::SeqCst);
+        self.mining.wake.1.notify_all();
+        if mode.runs() {
+            self.start_mining(None, threads)
+        } else {
+            self.stop_mining();
+            if let Some(t) = threads.filter(|&t| t != self.miner_threads()) {
+                let pool = MinerPool::new(t).map_err(|e| {
+                    NodeError::Config(format!("cannot start {t} miner threads: {e}"))
+                })?;
+                *lock(&self.mining.pool) = Arc::new(pool);
+            }
+            Ok(())
+        }
+    }
+
     /// Stops the mining thread and waits for it.
     pub fn stop_mining(&self) {
         self.mining.running.store(false, Ordering::SeqCst);
@@ -644,30 +683,93 @@ impl Node {
         self.miner_pool().threads()
     }
 
-    fn mining_loop(&self) {
-        let interval = match self.network.params.retarget {
-            Retarget::Pinned => Some(Duration::from_millis(
-                self.config.mining.block_time_ms.max(1),
-            )),
-            Retarget::Asert { .. } => None,
-        };
-        match interval {
-            Some(d) => tracing::info!("mining one block every {} ms", d.as_millis()),
-            None => tracing::info!("mining continuously on {} threads", self.miner_threads()),
+    /// The miner's mode: the one set with `mining_setMode`, else an
+    /// interval of `--block-time` on pinned-target networks and continuous
+    /// search elsewhere.
+    pub fn mining_mode(&self) -> crate::lab::MiningMode {
+        use crate::lab::MiningMode;
+        self.lab
+            .mode()
+            .unwrap_or(match self.network.params.retarget {
+                Retarget::Pinned => MiningMode::Interval {
+                    ms: self.config.mining.block_time_ms.max(1),
+                    random: false,
+                },
+                Retarget::Asert { .. } => MiningMode::Continuous,
+            })
+    }
+
+    /// Whether a block mined now would carry a transfer (instant mode).
+    fn transfers_ready(&self) -> bool {
+        if lock(&self.mempool).is_empty() {
+            return false;
         }
-        let mut next = Instant::now();
+        let Some(miner) = self.miner_address() else {
+            return false;
+        };
+        let chain = lock(&self.chain);
+        self.template(&chain, miner)
+            .is_ok_and(|b| !b.transfers.is_empty())
+    }
+
+    fn mining_loop(&self) {
+        match self.mining_mode() {
+            crate::lab::MiningMode::Interval { ms, .. } => {
+                tracing::info!("mining one block every {ms} ms")
+            }
+            mode => tracing::info!(
+                "mining ({}) on {} threads",
+                mode.name(),
+                self.miner_threads()
+            ),
+        }
+        // a mode set at run time waits one interval for its first block
+        // (so miners switched together do not all mine at once)
+        let mut next = Instant::now()
+            + match self.lab.mode() {
+                Some(mode) => crate::lab::Lab::interval(mode).unwrap_or_default(),
+                None => Duration::ZERO,
+            };
+        let mut generation = self.lab.generation();
         while self.is_mining() && !self.is_shutting_down() {
-            if let Some(d) = interval {
-                // wait for the next tick, waking early on stop
+            let mode = self.mining_mode();
+            if self.lab.generation() != generation {
+                // a new mode starts its schedule now: its first block
+                // comes one interval later, not at once on every miner
+                generation = self.lab.generation();
+                next = Instant::now() + crate::lab::Lab::interval(mode).unwrap_or_default();
+            }
+            let waiting = |_: &mut ()| {
+                self.is_mining() && !self.is_shutting_down() && self.lab.generation() == generation
+            };
+            if let Some(d) = crate::lab::Lab::interval(mode) {
+                // wait for the next tick, waking early on stop or a new mode
                 let guard = lock(&self.mining.wake.0);
                 let wait = next.saturating_duration_since(Instant::now());
-                let _ = self.mining.wake.1.wait_timeout_while(guard, wait, |_| {
-                    self.is_mining() && !self.is_shutting_down() && Instant::now() < next
-                });
+                let _ = self
+                    .mining
+                    .wake
+                    .1
+                    .wait_timeout_while(guard, wait, |g| waiting(g) && Instant::now() < next);
                 if !self.is_mining() || self.is_shutting_down() {
                     break;
                 }
+                if self.lab.generation() != generation {
+                    continue;
+                }
                 next = Instant::now() + d;
+            } else if mode == crate::lab::MiningMode::Instant {
+                if !self.transfers_ready() {
+                    let guard = lock(&self.mining.wake.0);
+                    let _ = self.mining.wake.1.wait_timeout_while(
+                        guard,
+                        Duration::from_millis(10),
+                        waiting,
+                    );
+                    continue;
+                }
+            } else if !mode.runs() {
+                break;
             }
             let Some(miner) = self.miner_address() else {
                 break;
@@ -678,7 +780,9 @@ impl Node {
             };
             match self.mine_one(miner, &stop) {
                 Ok(Some(block)) => {
-                    if self.submit_block(block, Source::Miner).is_ok() {
+                    let (found, height) = (now_ms(), block.header.height.0);
+                    if let Ok(p) = self.submit_block(block, Source::Miner) {
+                        self.lab.mined(p.hash, height, found);
                         self.mining.blocks_mined.fetch_add(1, Ordering::Relaxed);
                     }
                 }

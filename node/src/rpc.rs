@@ -548,6 +548,12 @@ impl CairnApiServer for RpcServer {
             ));
         }
         let addr = self.parse_address(&address)?;
+        if self.node.mining_mode() == crate::lab::MiningMode::Paused {
+            return Err(error(
+                codes::MINING_FAILED,
+                "mining is paused (mining_setMode); set another mode first",
+            ));
+        }
         let node = self.node.clone();
         blocking(move || {
             node.generate(count, addr).map_err(|e| match e {
@@ -560,7 +566,19 @@ impl CairnApiServer for RpcServer {
 
     async fn mining_get_info(&self) -> RpcResult<MiningInfo> {
         let n = &self.node;
+        let mode = n.mining_mode();
+        let (interval_ms, random) = match mode {
+            crate::lab::MiningMode::Interval { ms, random } => (Some(ms), random),
+            _ => (None, false),
+        };
         Ok(MiningInfo {
+            mode: if n.is_mining() || !mode.runs() {
+                mode.name().to_string()
+            } else {
+                "stopped".to_string()
+            },
+            interval_ms,
+            random,
             mining: n.is_mining(),
             threads: n.miner_threads() as u32,
             hashrate: n.mining.meter.sample(),
@@ -588,6 +606,103 @@ impl CairnApiServer for RpcServer {
                 .map_err(|e| error(codes::MINING_FAILED, e.to_string()))
         })
         .await
+    }
+
+    async fn mining_set_mode(
+        &self,
+        mode: String,
+        interval_ms: Option<u64>,
+        random: Option<bool>,
+        threads: Option<u32>,
+    ) -> RpcResult<MiningInfo> {
+        let invalid = |m: String| error(jsonrpsee::types::error::INVALID_PARAMS_CODE, m);
+        let mode = crate::lab::MiningMode::parse(mode.trim(), interval_ms, random.unwrap_or(false))
+            .map_err(invalid)?;
+        if let Some(t) = threads
+            && (t == 0 || t > 1024)
+        {
+            return Err(invalid("threads must be between 1 and 1024".into()));
+        }
+        if mode.runs() && self.node.miner_address().is_none() {
+            return Err(error(
+                codes::MINING_FAILED,
+                "no miner address: start the node with --miner-address, or call mining_start with one",
+            ));
+        }
+        let node = self.node.clone();
+        blocking(move || {
+            node.set_mining_mode(mode, threads.map(|t| t as usize))
+                .map_err(|e| error(codes::MINING_FAILED, e.to_string()))
+        })
+        .await?;
+        self.mining_get_info().await
+    }
+
+    async fn lab_get_observations(&self, limit: Option<u32>) -> RpcResult<cairn_api::Observations> {
+        let limit = bounded_limit(
+            limit,
+            crate::lab::MAX_SEEN_TRANSFERS as u32,
+            crate::lab::MAX_SEEN_TRANSFERS as u32,
+        )? as usize;
+        let names: std::collections::HashMap<u64, String> = match &self.p2p {
+            Some(p) => p
+                .peers()
+                .await
+                .into_iter()
+                .map(|v| {
+                    let v = crate::status::peer_view(v);
+                    (v.id, v.address)
+                })
+                .collect(),
+            None => Default::default(),
+        };
+        let from = |o: crate::lab::Origin| match o {
+            crate::lab::Origin::Local => "local".to_string(),
+            crate::lab::Origin::Peer(id) => names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("peer#{id}")),
+        };
+        let lab = &self.node.lab;
+        let blocks = lab
+            .blocks(limit.min(crate::lab::MAX_SEEN_BLOCKS))
+            .into_iter()
+            .map(|s| cairn_api::SeenView {
+                id: s.key.to_hex(),
+                height: s.height,
+                time_ms: s.time_ms,
+                from: from(s.origin),
+            })
+            .collect();
+        let transfers = lab
+            .transfers(limit)
+            .into_iter()
+            .map(|s| cairn_api::SeenView {
+                id: s.key.to_hex(),
+                height: 0,
+                time_ms: s.time_ms,
+                from: from(s.origin),
+            })
+            .collect();
+        let (mined_hashes, mined) = lab.mined_blocks();
+        let node = self.node.clone();
+        let stale_mined = blocking(move || {
+            Ok(node.with_chain(|c| {
+                mined_hashes
+                    .into_iter()
+                    .filter(|h| !c.is_main(h))
+                    .collect::<Vec<_>>()
+            }))
+        })
+        .await?;
+        Ok(cairn_api::Observations {
+            now_ms: crate::node::now_ms(),
+            blocks,
+            transfers,
+            mined,
+            stale_mined,
+            reorgs: self.node.forks.total_reorgs(),
+        })
     }
 
     async fn mining_stop(&self) -> RpcResult<()> {

@@ -1,5 +1,6 @@
-//! `cairn-node testnet`: starts a mesh of node processes, `testnet status`
-//! shows them side by side, and SIGTERM stops them all.
+//! `cairn-node testnet` with the old flags (no subcommand): starts a mesh
+//! of node processes in the foreground, `testnet status` shows them side
+//! by side, and SIGTERM stops them all.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -78,7 +79,9 @@ fn a_three_node_testnet_mines_converges_and_stops() {
             && nodes.iter().all(|n| {
                 n["height"].as_u64().unwrap_or(0) >= 3 && n["peers"].as_u64().unwrap_or(0) >= 1
             })
-            && nodes.iter().all(|n| n["tip"] == nodes[0]["tip"]);
+            && nodes
+                .iter()
+                .all(|n| n["best_hash"] == nodes[0]["best_hash"]);
         if ok {
             break s;
         }
@@ -86,7 +89,7 @@ fn a_three_node_testnet_mines_converges_and_stops() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("testnet.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap())
             .unwrap();
     let pids: Vec<u64> = record["nodes"]
         .as_array()

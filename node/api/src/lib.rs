@@ -305,6 +305,47 @@ pub struct MiningInfo {
     pub address: Option<String>,
     /// Blocks this node has mined since it started.
     pub blocks_mined: u64,
+    /// `interval`, `continuous`, `instant`, `manual` or `paused` (see `mining_setMode`).
+    #[serde(default)]
+    pub mode: String,
+    /// In `interval` mode: the (mean) interval between blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    /// In `interval` mode: whether intervals are drawn at random
+    /// (exponentially, as proof of work makes them) around the mean.
+    #[serde(default)]
+    pub random: bool,
+}
+
+/// `lab_getObservations`: when this node first saw blocks and transfers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Observations {
+    /// This node's clock when it answered, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// Blocks, in the order first seen (the newest `limit`).
+    pub blocks: Vec<SeenView>,
+    /// Transfers, in the order first seen (the newest `limit`).
+    pub transfers: Vec<SeenView>,
+    /// Blocks this node mined since it started.
+    pub mined: u64,
+    /// Blocks this node mined that are off the best chain now (stale).
+    pub stale_mined: Vec<BlockHash>,
+    /// Reorganisations since start-up.
+    pub reorgs: u64,
+}
+
+/// One first sighting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SeenView {
+    /// Block hash or transfer id, hex.
+    pub id: String,
+    /// Block height (0 for transfers).
+    pub height: u64,
+    /// When it first arrived (ms since the Unix epoch, this node's clock).
+    pub time_ms: u64,
+    /// `local` (mined here, or submitted over RPC), or the peer it came
+    /// from: its listen address when still connected, else `peer#ID`.
+    pub from: String,
 }
 
 /// A peer id (a number) or a peer address (`host:port`).
@@ -612,6 +653,20 @@ cairn_rpc! {
 
     /// Stops continuous mining.
     Control "mining_stop" => fn mining_stop() -> ();
+
+    /// Switches the miner's mode at run time: `instant` (a block as soon
+    /// as a transfer can be mined), `interval` (one block every
+    /// `interval_ms`; with `random`, intervals drawn exponentially around
+    /// it, as proof of work makes them), `continuous`, `manual` (blocks
+    /// only from `mining_generate`) or `paused` (no blocks at all), on
+    /// `threads` threads. For experiments on private testnets.
+    Control "mining_setMode" => fn mining_set_mode(mode: String, interval_ms: Option<u64>, random: Option<bool>, threads: Option<u32>) -> MiningInfo;
+
+    /// When this node first saw each recent block and transfer, and from
+    /// which peer; its stale mined blocks and reorganisation count (the
+    /// newest `limit` records, default and at most 4096 blocks and 16384
+    /// transfers). Read by `cairn-node testnet stats`.
+    Read "lab_getObservations" => fn lab_get_observations(limit: Option<u32>) -> Observations;
 
     /// Connected peers.
     Read "net_getPeers" => fn net_get_peers() -> Vec<PeerView>;
