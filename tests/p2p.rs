@@ -810,3 +810,50 @@ async fn two_nodes_dialling_each_other_keep_one_connection() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_sent_during_a_partition_crosses_when_it_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&dir.path().join("a"), vec![]).await;
+    let b = start(&dir.path().join("b"), vec![p2p(&a)]).await;
+    let (ra, rb) = (a.client(), b.client());
+    let both = vec![ra.clone(), rb.clone()];
+    let peers_are = |n: usize| {
+        move |r: HttpClient| async move {
+            r.net_get_peers()
+                .await
+                .map(|p| p.len() == n)
+                .unwrap_or(false)
+        }
+    };
+    wait_all("connected", &both, Duration::from_secs(30), peers_are(1)).await;
+    let cut = cairn_api::LinkView {
+        drop: true,
+        ..Default::default()
+    };
+    ra.net_set_link(p2p(&b), cut).await.unwrap();
+    wait_all("apart", &both, Duration::from_secs(30), peers_are(0)).await;
+    // sent on a's side only, while nobody mines: b cannot hear of it now
+    let accounts = dev_accounts();
+    let tx = sign(
+        &accounts[2].key,
+        dev().params.chain_id,
+        accounts[6].address,
+        COIN,
+        1000,
+        0,
+    );
+    let id = ra.tx_submit(hex_of(&tx)).await.unwrap();
+    assert_eq!(status(&rb, id).await, Some(TxStatus::Unknown));
+    // the heal: the reconnected peers tell each other what they hold
+    ra.net_set_link(p2p(&b), Default::default()).await.unwrap();
+    wait_all(
+        "the transfer in both mempools",
+        &both,
+        Duration::from_secs(30),
+        |r| async move { status(&r, id).await == Some(TxStatus::Pending) },
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -257,6 +257,17 @@ impl Mempool {
         })
     }
 
+    /// Up to `limit` pending ids: ready ones by fee, then waiting ones by fee.
+    pub fn best_ids(&self, limit: usize) -> Vec<TxId> {
+        self.by_fee
+            .iter()
+            .rev()
+            .chain(self.waiting.iter().rev())
+            .take(limit)
+            .map(|k| k.2)
+            .collect()
+    }
+
     /// Pending transfers sent by or to `address`.
     pub fn involving(&self, address: &Address) -> Vec<&Entry> {
         let mut out: Vec<&Entry> = self

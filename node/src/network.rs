@@ -169,6 +169,10 @@ impl ChainBackend for NodeBackend {
                 .collect()
         })
     }
+
+    fn mempool_ids(&self, limit: usize) -> Vec<TxId> {
+        self.0.with_mempool(|pool| pool.best_ids(limit))
+    }
 }
 
 fn verdict(r: Result<crate::chain::Processed, ChainError>) -> BlockVerdict {

@@ -144,4 +144,9 @@ pub trait ChainBackend: Send + Sync + 'static {
 
     /// *Blocking.* Pending transfers by id (those the mempool holds).
     fn pending_transfers(&self, ids: &[TxId]) -> Vec<SignedTransfer>;
+
+    /// *Blocking.* Up to `limit` pending transfer ids, best fee first: what
+    /// a newly connected peer is told about (a transfer that reached only
+    /// one side of a partition must not stay there after it heals).
+    fn mempool_ids(&self, limit: usize) -> Vec<TxId>;
 }

@@ -195,6 +195,11 @@ pub(crate) enum Job {
         id: u64,
         ids: Vec<TxId>,
     },
+    /// Our mempool, to announce to a peer that just connected.
+    MempoolIds {
+        id: u64,
+        ids: Vec<TxId>,
+    },
     TxsProcessed {
         id: u64,
         verdicts: Vec<(TxId, crate::backend::TxVerdict)>,
@@ -835,6 +840,13 @@ impl Manager {
             }
             self.send(id, Message::GetAddrs);
         }
+        // tell it what we hold: transfers gossiped while it was away (or
+        // on the other side of a partition) would otherwise stay here
+        let backend = self.backend.clone();
+        self.spawn_job(move || {
+            let ids = backend.mempool_ids(crate::relay::ANNOUNCE_ON_CONNECT);
+            (!ids.is_empty()).then_some(Job::MempoolIds { id, ids })
+        });
         // what it claims only says whom to ask: find out whether we know its tip
         if let Some(m) = self.tree.get(&best_hash).copied() {
             self.on_job(Job::HelloResolved { id, best: Some(m) });

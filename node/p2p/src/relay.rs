@@ -18,6 +18,10 @@ use cairn_consensus::{BlockHeader, SignedTransfer, TxId};
 use crate::addr::{NetClass, classify};
 use crate::backend::TxVerdict;
 use crate::manager::{Job, MAX_TXS_IN_FLIGHT, Manager, now_ms, source_for};
+
+/// Pending transfers announced to a peer when it connects: below what one
+/// peer may have in flight from us, and within its announcement burst.
+pub(crate) const ANNOUNCE_ON_CONNECT: usize = 4_000;
 use crate::message::{MAX_ADDRS, MAX_ANNOUNCE, MAX_INV, Message, NetAddr};
 use crate::peer::Misbehaviour;
 
@@ -75,6 +79,18 @@ impl Manager {
             for chunk in t.chunks(MAX_INV) {
                 self.send(id, Message::InvTxs(chunk.to_vec()));
             }
+        }
+    }
+
+    /// Announces our pending transfers to a peer that just connected (those
+    /// it is not known to have).
+    pub(crate) fn announce_mempool(&mut self, id: u64, ids: Vec<TxId>) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let fresh: Vec<TxId> = ids.into_iter().filter(|t| p.known_txs.insert(*t)).collect();
+        for chunk in fresh.chunks(MAX_INV) {
+            self.send(id, Message::InvTxs(chunk.to_vec()));
         }
     }
 

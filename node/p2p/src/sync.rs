@@ -51,6 +51,7 @@ impl Manager {
             } => self.on_headers_checked(id, result, answer, full, continues),
             Job::BlocksProcessed { blocks, verdicts } => self.on_blocks_processed(blocks, verdicts),
             Job::TxsUnknown { id, ids } => self.request_txs(id, ids),
+            Job::MempoolIds { id, ids } => self.announce_mempool(id, ids),
             Job::TxsProcessed { id, verdicts } => self.on_txs_processed(id, verdicts),
         }
     }
