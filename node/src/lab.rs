@@ -194,7 +194,15 @@ impl Lab {
     /// How long to wait before the next block in `mode`'s interval.
     pub fn interval(mode: MiningMode) -> Option<Duration> {
         match mode {
-            MiningMode::Interval { ms, random: false } => Some(Duration::from_millis(ms)),
+            MiningMode::Interval { ms, random: false } => {
+                // within 20% of `ms`: miners started together (a testnet)
+                // would otherwise tick in phase, every tick a tie at one
+                // height on every side, and two sides of a healed
+                // partition could stay apart on equal work for ever
+                let spread = ms / 5;
+                let jitter = rand::random::<u64>() % (2 * spread + 1);
+                Some(Duration::from_millis(ms - spread + jitter))
+            }
             MiningMode::Interval { ms, random: true } => {
                 // exponential with mean `ms`: -ln(U) * ms, U in (0, 1]
                 let u: f64 = 1.0 - rand::random::<f64>();
@@ -299,5 +307,21 @@ mod tests {
             .sum();
         let mean = total / n;
         assert!((850..1150).contains(&mean), "mean {mean}");
+    }
+
+    #[test]
+    fn fixed_intervals_keep_their_pace_but_not_their_phase() {
+        let mode = MiningMode::Interval {
+            ms: 500,
+            random: false,
+        };
+        let draws: Vec<u128> = (0..2000)
+            .map(|_| Lab::interval(mode).unwrap().as_millis())
+            .collect();
+        assert!(draws.iter().all(|d| (400..=600).contains(d)), "within 20%");
+        let mean = draws.iter().sum::<u128>() / 2000;
+        assert!((480..=520).contains(&mean), "mean {mean}");
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(distinct.len() > 50, "two miners drift apart");
     }
 }
