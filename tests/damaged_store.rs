@@ -40,11 +40,12 @@ async fn a_damaged_store_reports_the_blocks_it_lost_and_refetches_them() {
         .expect("generate");
     let source_p2p = source.p2p_addr.clone().expect("P2P runs");
     let source_tip = source.client().chain_get_info().await.expect("info");
-    let victim_dir = dir.path().join("victim");
     let args = ["--network", "dev", "--peer", source_p2p.as_str()];
 
     let mut losses = Vec::new();
     for offset in [0u64, 4096, 20_000, 60_000] {
+        // a fresh victim per offset: sled may refuse a store damaged twice
+        let victim_dir = dir.path().join(format!("victim-{offset}"));
         // in sync with the source, then stopped cleanly (its last flush is at HEIGHT)
         let victim = NodeProcess::start(&victim_dir, &args);
         wait_for(

@@ -228,6 +228,12 @@ impl NodeProcess {
     pub fn try_start(datadir: &Path, args: &[&str], level: &str) -> Result<NodeProcess, String> {
         std::fs::create_dir_all(datadir).map_err(|e| format!("create datadir: {e}"))?;
         let ready_path = datadir.join("ready.json");
+        // a file left by a killed run must not pass for this one
+        match std::fs::remove_file(&ready_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("remove {}: {e}", ready_path.display())),
+        }
         let mut cmd = Command::new(bin("cairn-node"));
         cmd.arg("run")
             .arg("--datadir")
