@@ -43,6 +43,7 @@ async fn a_damaged_store_reports_the_blocks_it_lost_and_refetches_them() {
     let args = ["--network", "dev", "--peer", source_p2p.as_str()];
 
     let mut losses = Vec::new();
+    let mut reopen_failures = Vec::new();
     for offset in [0u64, 4096, 20_000, 60_000] {
         // a fresh victim per offset: sled may refuse a store damaged twice
         let victim_dir = dir.path().join(format!("victim-{offset}"));
@@ -105,8 +106,24 @@ async fn a_damaged_store_reports_the_blocks_it_lost_and_refetches_them() {
             || async { format!("victim at {:?}", height_of(&victim).await) },
         )
         .await;
-        victim.terminate();
+        assert_eq!(victim.terminate(), Some(0), "clean exit");
+        // and the repaired store opens again, whole
+        match NodeProcess::try_start(&victim_dir, &args, "warn") {
+            Ok(again) => {
+                assert_eq!(again.ready.best_hash, source_tip.best_hash.to_string());
+                assert_eq!(
+                    again.ready.notice, None,
+                    "offset {offset}: {:?}",
+                    again.ready
+                );
+            }
+            Err(e) => reopen_failures.push(format!("offset {offset}: {e}")),
+        }
     }
+    assert!(
+        reopen_failures.is_empty(),
+        "a repaired store does not reopen: {reopen_failures:#?}"
+    );
     assert!(
         !losses.is_empty(),
         "no damaged offset made the store lose blocks: the test proves nothing"
