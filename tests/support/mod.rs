@@ -184,6 +184,78 @@ pub fn wait_child(child: &mut Child, deadline: Duration) -> Option<std::process:
     }
 }
 
+/// How long a command-line tool run by a test may take.
+pub const TOOL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// `cmd.output()` with a deadline: the child is killed and the test fails
+/// if it runs longer than `deadline`.
+pub fn output_within(cmd: &mut Command, deadline: Duration) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_with_output_within(child, deadline, &format!("{cmd:?}"))
+}
+
+/// `child.wait_with_output()` with a deadline (stdout and stderr must be
+/// piped): the child is killed and the test fails past `deadline`.
+pub fn wait_with_output_within(
+    child: Child,
+    deadline: Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::io::Read;
+    let mut child = ChildGuard(child);
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .0
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .0
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_child(&mut child.0, deadline)
+        .unwrap_or_else(|| panic!("{what} ran past its {deadline:?} deadline and was killed"));
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// `Command::output` with [`TOOL_DEADLINE`].
+pub trait OutputWithin {
+    fn output_within_deadline(&mut self) -> std::process::Output;
+}
+
+impl OutputWithin for Command {
+    fn output_within_deadline(&mut self) -> std::process::Output {
+        output_within(self, TOOL_DEADLINE)
+    }
+}
+
+/// [`output_within`] the usual [`TOOL_DEADLINE`].
+pub fn output(cmd: &mut Command) -> std::process::Output {
+    output_within(cmd, TOOL_DEADLINE)
+}
+
 /// Any child process of a test: killed and reaped when dropped, so a test
 /// that fails (panics) leaves no process behind.
 pub struct ChildGuard(pub Child);
