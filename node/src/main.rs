@@ -613,26 +613,34 @@ fn spawn_sync_bar(p2p: cairn_node::p2p::P2pHandle) {
     });
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal sent as soon as
+/// the node says it is ready (banner, `--ready-file`) stops it cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            match (int, term) {
+                (Some(mut int), Some(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {},
+                        _ = term.recv() => {},
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -679,6 +687,7 @@ async fn run(
         }
     }
     let running = service::launch(network.clone(), config).await?;
+    let stop = shutdown_signal();
     print_banner(&network, &running);
     if let Some(path) = &ready_file {
         write_ready_file(path, &ready_json(&network, &running))?;
@@ -689,7 +698,7 @@ async fn run(
         spawn_sync_bar(p2p);
     }
     tracing::info!("node started; press Ctrl-C to stop");
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: stopping the miner and the RPC server, flushing the store");
     running.stop().await;
     if let Some(path) = &ready_file {
