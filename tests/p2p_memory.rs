@@ -87,7 +87,8 @@ impl Victim {
         // keep draining the banner so the pipe never fills
         std::thread::spawn(move || for _ in lines {});
         let (Some(rpc), Some(p2p)) = (rpc, p2p) else {
-            let status = child.wait();
+            let _ = child.kill();
+            let status = support::wait_child(&mut child, support::EXIT_DEADLINE);
             panic!(
                 "cairn-node did not start: {status:?}\n{:#?}",
                 log.lock().unwrap()

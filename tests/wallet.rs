@@ -58,7 +58,7 @@ impl WalletCli {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        output(&mut self.cmd(args))
     }
 
     /// Runs with --json and expects success.
@@ -206,7 +206,7 @@ async fn two_wallets_send_confirm_and_see_history() {
     )
     .await;
     rpc.mining_generate(1, b.clone()).await.unwrap();
-    let out = waiter.wait_with_output().unwrap();
+    let out = wait_with_output_within(waiter, TOOL_DEADLINE, "cairn-wallet send --wait");
     assert!(
         out.status.success(),
         "{}",
@@ -303,8 +303,7 @@ async fn bad_input_is_refused_clearly_and_sends_nothing() {
         .cmd(&["balance"])
         .arg("--password-file")
         .arg(&wrong)
-        .output()
-        .unwrap();
+        .output_within_deadline();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong password"));
 
@@ -453,8 +452,7 @@ async fn newcomer_frictions_are_gone() {
         .cmd(&["balance"])
         .env("XDG_DATA_HOME", &empty_home)
         .env("HOME", &empty_home)
-        .output()
-        .unwrap();
+        .output_within_deadline();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -465,8 +463,7 @@ async fn newcomer_frictions_are_gone() {
     let out = alice
         .cmd(&["--json", "balance"])
         .env("CAIRN_DATADIR", &node.datadir)
-        .output()
-        .unwrap();
+        .output_within_deadline();
     assert!(
         out.status.success(),
         "{}",

@@ -127,12 +127,17 @@ impl Default for MiningConfig {
 pub struct StorageConfig {
     /// sled's page cache, bytes.
     pub cache_bytes: u64,
+    /// Fold the in-memory account changes into the account table at least
+    /// every this many blocks (a state checkpoint; start-up replays the
+    /// blocks since the last one).
+    pub checkpoint_blocks: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             cache_bytes: 256 << 20,
+            checkpoint_blocks: crate::store::MAX_BLOCKS_PER_CHECKPOINT,
         }
     }
 }

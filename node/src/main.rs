@@ -159,6 +159,14 @@ struct RunArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     log_file: Option<PathBuf>,
 
+    /// Once listening, write a JSON file here describing the running node
+    /// (`rpc_url`, `ws_url`, `p2p_addr`, `datadir`, `network`,
+    /// `genesis_hash`, `height`, `pid`), for scripts and tests that start
+    /// it with port 0. Replaced atomically; removed at a clean shutdown.
+    #[arg(long, env = "CAIRN_READY_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready_file: Option<PathBuf>,
+
     /// Log in to JSON-RPC with this user instead of the cookie (needs --rpc-password).
     #[arg(
         long,
@@ -263,7 +271,7 @@ so the file and the command line say the same things:
 
 Tuning sections: [rpc] (max_request_bytes, max_response_bytes, max_connections,
 max_batch, max_subscriptions), [mempool] (max_bytes, max_per_sender, max_nonce_gap,
-expiry_ms, replace_bump_percent), [storage] (cache_bytes), [p2p]. A commented example
+expiry_ms, replace_bump_percent), [storage] (cache_bytes, checkpoint_blocks), [p2p]. A commented example
 is cairn.example.toml in the source tree. Precedence: flags, then CAIRN_* variables,
 then the file, then defaults. An unknown key is an error.
 
@@ -371,7 +379,13 @@ fn default_datadir(network: &str) -> PathBuf {
         .join(network)
 }
 
-fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig, Option<PathBuf>)> {
+/// What `cairn-node run` needs besides the node's configuration.
+struct RunExtras {
+    log_file: Option<PathBuf>,
+    ready_file: Option<PathBuf>,
+}
+
+fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig, RunExtras)> {
     let args = match args.config.clone() {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -476,7 +490,11 @@ fn build_config(args: RunArgs) -> anyhow::Result<(Network, NodeConfig, Option<Pa
             "--mine needs --miner-address ADDR on this network (create one with `cairn-wallet new`)"
         );
     }
-    Ok((network, config, args.log_file.clone()))
+    let extras = RunExtras {
+        log_file: args.log_file.clone(),
+        ready_file: args.ready_file.clone(),
+    };
+    Ok((network, config, extras))
 }
 
 fn print_banner(network: &Network, running: &service::Running) {
@@ -620,41 +638,97 @@ fn spawn_sync_bar(p2p: cairn_node::p2p::P2pHandle) {
     });
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal sent as soon as
+/// the node says it is ready (banner, `--ready-file`) stops it cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            match (int, term) {
+                (Some(mut int), Some(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {},
+                        _ = term.recv() => {},
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
-async fn run(network: Network, config: NodeConfig) -> anyhow::Result<()> {
+/// The `--ready-file` JSON: how scripts and tests find a node started
+/// with port 0 without parsing the banner.
+fn ready_json(network: &Network, running: &service::Running) -> serde_json::Value {
+    let tip = running.node.tip();
+    serde_json::json!({
+        "rpc_url": running.rpc_url(),
+        "ws_url": running.ws_url(),
+        "p2p_addr": running.p2p_addr().map(|a| a.to_string()),
+        "datadir": running.node.config.datadir,
+        "network": network.name,
+        "genesis_hash": network.genesis_hash.to_string(),
+        "height": tip.header.height.0,
+        "best_hash": tip.hash.to_string(),
+        "notice": running.report.notice,
+        "pid": std::process::id(),
+    })
+}
+
+/// Writes `value` to `path` through a temporary file and a rename, so a
+/// reader never sees half a file.
+fn write_ready_file(path: &std::path::Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{value}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write the ready file {}", path.display()))
+}
+
+async fn run(
+    network: Network,
+    config: NodeConfig,
+    ready_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    if let Some(path) = &ready_file {
+        // a file left by an earlier run must not pass for this one
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("cannot remove the old ready file {}: {e}", path.display()),
+        }
+    }
     let running = service::launch(network.clone(), config).await?;
+    let stop = shutdown_signal();
     print_banner(&network, &running);
+    if let Some(path) = &ready_file {
+        write_ready_file(path, &ready_json(&network, &running))?;
+    }
     if std::io::IsTerminal::is_terminal(&std::io::stderr())
         && let Some(p2p) = running.p2p.clone()
     {
         spawn_sync_bar(p2p);
     }
     tracing::info!("node started; press Ctrl-C to stop");
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: stopping the miner and the RPC server, flushing the store");
     running.stop().await;
+    if let Some(path) = &ready_file {
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -699,11 +773,11 @@ fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
 fn main() {
     let cli = rpc_cli::parse_cli();
     let result = match cli.command {
-        Command::Run(args) => build_config(*args).and_then(|(network, config, log_file)| {
-            init_logging(log_file.as_deref())?;
+        Command::Run(args) => build_config(*args).and_then(|(network, config, extras)| {
+            init_logging(extras.log_file.as_deref())?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(run(network, config))
+            runtime.block_on(run(network, config, extras.ready_file))
         }),
         Command::Testnet(t) => init_logging(None).and_then(|()| testnet::run(t)),
         Command::Rpc(args) => rpc_cli::run(args),
@@ -781,6 +855,7 @@ mod tests {
             block_time: Some(DurationMs(2000)),
             reindex: true,
             log_file: Some("l".into()),
+            ready_file: Some("r.json".into()),
             rpc_user: Some("u".into()),
             rpc_password: Some("p".into()),
             rpc_auth: vec!["x".into()],

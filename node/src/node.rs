@@ -170,6 +170,7 @@ impl Node {
             &config.datadir,
             config.storage.cache_bytes,
         )?);
+        store.set_checkpoint_blocks(config.storage.checkpoint_blocks);
         let sig_cache = Arc::new(SigCache::new(262_144));
         let cache = sig_cache.clone();
         let (mut chain, mut report) = Chain::open(
@@ -185,6 +186,24 @@ impl Node {
             );
             tracing::warn!("{msg}");
             report.notice = Some(msg);
+        }
+        // sled may reopen a damaged log at an older tip without an error:
+        // compare with the tip recorded at the last flush
+        if let Some((was, hash)) = store.flushed_tip_at_open() {
+            let now = chain.height();
+            if was > now && chain.entry(&hash).is_none() {
+                let msg = format!(
+                    "store lost {} blocks (was at height {}, now at {}): the database was damaged; refetching them from peers",
+                    was.0 - now.0,
+                    was.0,
+                    now.0
+                );
+                tracing::warn!("{msg}");
+                report.notice = Some(match report.notice.take() {
+                    Some(old) => format!("{msg}; {old}"),
+                    None => msg,
+                });
+            }
         }
         if config.reindex && report.rebuilt.is_none() {
             tracing::info!("--reindex: rebuilding the state from the stored blocks");

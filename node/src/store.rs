@@ -282,11 +282,44 @@ struct Overlay {
     tip: Option<(BlockHash, Height)>,
 }
 
+/// The file beside the database that remembers the tip at the last
+/// successful flush (`HEIGHT HASH`, one line). sled may truncate a damaged
+/// log and reopen at an older tip without an error; this file, written
+/// outside sled after each flush, lets the node notice and say how many
+/// blocks it lost.
+pub const FLUSHED_TIP_FILE: &str = "flushed-tip";
+
 /// The sled implementation.
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
     overlay: RwLock<Overlay>,
+    dir: std::path::PathBuf,
+    /// The flushed tip recorded before this process opened the store.
+    flushed_at_open: Option<(Height, BlockHash)>,
+    /// The flushed tip last written to [`FLUSHED_TIP_FILE`] by this process.
+    flushed_written: std::sync::Mutex<Option<(BlockHash, Height)>>,
+    /// Blocks after the checkpoint before the overlay is folded.
+    checkpoint_blocks: std::sync::atomic::AtomicU64,
+}
+
+/// Reads [`FLUSHED_TIP_FILE`] in `dir`: `None` when absent or unreadable
+/// (it is advisory: a damaged marker must not stop the node).
+pub fn read_flushed_tip(dir: &Path) -> Option<(Height, BlockHash)> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(dir.join(FLUSHED_TIP_FILE))
+        .ok()?
+        .take(256)
+        .read_to_string(&mut text)
+        .ok()?;
+    let mut parts = text.split_whitespace();
+    let height = parts.next()?.parse::<u64>().ok()?;
+    let hash = <[u8; 32] as hex::FromHex>::from_hex(parts.next()?).ok()?;
+    parts
+        .next()
+        .is_none()
+        .then_some((Height(height), BlockHash(hash)))
 }
 
 impl SledStore {
@@ -326,9 +359,53 @@ impl SledStore {
             db,
             tree,
             overlay: RwLock::new(Overlay::default()),
+            dir: dir.to_path_buf(),
+            flushed_at_open: read_flushed_tip(dir),
+            flushed_written: std::sync::Mutex::new(None),
+            checkpoint_blocks: std::sync::atomic::AtomicU64::new(MAX_BLOCKS_PER_CHECKPOINT),
         };
         store.recover_overlay()?;
         Ok(store)
+    }
+
+    /// Folds the overlay every `blocks` blocks (at least 1) instead of
+    /// every [`MAX_BLOCKS_PER_CHECKPOINT`] (`[storage] checkpoint_blocks`;
+    /// the crash tests use a small value so kills land in checkpoints).
+    pub fn set_checkpoint_blocks(&self, blocks: u64) {
+        self.checkpoint_blocks
+            .store(blocks.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The tip recorded at the last flush before this process opened the
+    /// store (see [`FLUSHED_TIP_FILE`]).
+    pub fn flushed_tip_at_open(&self) -> Option<(Height, BlockHash)> {
+        self.flushed_at_open
+    }
+
+    /// Records the current tip in [`FLUSHED_TIP_FILE`] after a flush
+    /// (write to a temporary file, then rename: the file is whole or old).
+    fn record_flushed_tip(&self) {
+        let Some(tip) = self.overlay_read().tip else {
+            return;
+        };
+        let mut written = self
+            .flushed_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *written == Some(tip) {
+            return;
+        }
+        let (hash, height) = tip;
+        let tmp = self.dir.join(format!("{FLUSHED_TIP_FILE}.tmp"));
+        let done = std::fs::write(&tmp, format!("{} {hash}\n", height.0))
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(FLUSHED_TIP_FILE)));
+        match done {
+            Ok(()) => *written = Some(tip),
+            Err(e) => tracing::warn!(
+                "cannot record the flushed tip in {}: {e}",
+                self.dir.display()
+            ),
+        }
     }
 
     fn overlay_read(&self) -> std::sync::RwLockReadGuard<'_, Overlay> {
@@ -554,9 +631,12 @@ impl ChainStore for SledStore {
         let fold = batch.checkpoint
             || ov.checkpoint.is_none_or(|c| height < c)
             || ov.accounts.len() + accounts.len() > MAX_OVERLAY_ACCOUNTS
-            || ov
-                .checkpoint
-                .is_some_and(|c| height.0.saturating_sub(c.0) >= MAX_BLOCKS_PER_CHECKPOINT);
+            || ov.checkpoint.is_some_and(|c| {
+                height.0.saturating_sub(c.0)
+                    >= self
+                        .checkpoint_blocks
+                        .load(std::sync::atomic::Ordering::Relaxed)
+            });
         if fold {
             let mut merged: HashMap<Address, Account> = ov.accounts.drain().collect();
             merged.extend(accounts);
@@ -577,6 +657,7 @@ impl ChainStore for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.record_flushed_tip();
         Ok(())
     }
 

@@ -146,74 +146,246 @@ where
     }
 }
 
-/// A `cairn-node` process; killed when dropped.
+/// How long a node may take to start listening (it may first rebuild its
+/// state from stored blocks on a loaded machine).
+pub const START_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a node may take to exit after SIGTERM or SIGKILL.
+pub const EXIT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What `cairn-node run --ready-file FILE` writes once it listens.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct ReadyFile {
+    pub rpc_url: String,
+    pub ws_url: String,
+    pub p2p_addr: Option<String>,
+    pub datadir: PathBuf,
+    pub network: String,
+    pub genesis_hash: String,
+    pub height: u64,
+    pub best_hash: String,
+    pub notice: Option<String>,
+    pub pid: u32,
+}
+
+/// Waits for `child` to exit, up to `deadline`; kills it if it has not.
+/// Returns its status, or `None` if it had to be killed.
+pub fn wait_child(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let until = Instant::now() + deadline;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// How long a command-line tool run by a test may take.
+pub const TOOL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// `cmd.output()` with a deadline: the child is killed and the test fails
+/// if it runs longer than `deadline`.
+pub fn output_within(cmd: &mut Command, deadline: Duration) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_with_output_within(child, deadline, &format!("{cmd:?}"))
+}
+
+/// `child.wait_with_output()` with a deadline (stdout and stderr must be
+/// piped): the child is killed and the test fails past `deadline`.
+pub fn wait_with_output_within(
+    child: Child,
+    deadline: Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::io::Read;
+    let mut child = ChildGuard(child);
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .0
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .0
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_child(&mut child.0, deadline)
+        .unwrap_or_else(|| panic!("{what} ran past its {deadline:?} deadline and was killed"));
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// `Command::output` with [`TOOL_DEADLINE`].
+pub trait OutputWithin {
+    fn output_within_deadline(&mut self) -> std::process::Output;
+}
+
+impl OutputWithin for Command {
+    fn output_within_deadline(&mut self) -> std::process::Output {
+        output_within(self, TOOL_DEADLINE)
+    }
+}
+
+/// [`output_within`] the usual [`TOOL_DEADLINE`].
+pub fn output(cmd: &mut Command) -> std::process::Output {
+    output_within(cmd, TOOL_DEADLINE)
+}
+
+/// Any child process of a test: killed and reaped when dropped, so a test
+/// that fails (panics) leaves no process behind.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = wait_child(&mut self.0, EXIT_DEADLINE);
+    }
+}
+
+/// A `cairn-node` process; killed when dropped (also when a test panics).
+/// Its ports come from the `--ready-file` it writes, not from its banner.
 pub struct NodeProcess {
     pub child: Child,
     pub rpc_url: String,
     /// Where it accepts peers (`host:port`), if P2P runs.
     pub p2p_addr: Option<String>,
     pub datadir: PathBuf,
+    /// The start-up banner (up to the first blank line after the tip).
     pub stdout: Vec<String>,
+    /// The ready file's contents.
+    pub ready: ReadyFile,
+    /// Everything the node has printed so far (a thread keeps reading).
+    pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl NodeProcess {
-    /// Starts `cairn-node run` with `args` and waits for its banner.
+    /// Starts `cairn-node run` with `args` and waits (with a deadline) for
+    /// its ready file.
     pub fn start(datadir: &Path, args: &[&str]) -> NodeProcess {
+        Self::try_start(datadir, args, "warn").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`NodeProcess::start`] logging at `level` (unless `CAIRN_TEST_LOG`
+    /// says otherwise).
+    pub fn start_with_log(datadir: &Path, args: &[&str], level: &str) -> NodeProcess {
+        Self::try_start(datadir, args, level).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`NodeProcess::start`], returning why a node did not come up.
+    pub fn try_start(datadir: &Path, args: &[&str], level: &str) -> Result<NodeProcess, String> {
+        std::fs::create_dir_all(datadir).map_err(|e| format!("create datadir: {e}"))?;
+        let ready_path = datadir.join("ready.json");
+        // a file left by a killed run must not pass for this one
+        match std::fs::remove_file(&ready_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("remove {}: {e}", ready_path.display())),
+        }
         let mut cmd = Command::new(bin("cairn-node"));
         cmd.arg("run")
             .arg("--datadir")
             .arg(datadir)
+            .arg("--ready-file")
+            .arg(&ready_path)
             .args(["--rpc-addr", "127.0.0.1:0", "--p2p-addr", "127.0.0.1:0"])
             .args(args)
             .env(
                 "RUST_LOG",
-                std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| level.into()),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("spawn cairn-node");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut stdout = Vec::new();
-        let mut rpc_url = String::new();
-        let mut p2p_addr = None;
-        loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    stdout.push(line.clone());
-                    let t = line.trim();
-                    if let Some(rest) = t.strip_prefix("JSON-RPC") {
-                        rpc_url = rest
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_string();
-                    } else if let Some(rest) = t.strip_prefix("P2P") {
-                        p2p_addr = rest
-                            .split_whitespace()
-                            .next()
-                            .filter(|a| *a != "disabled")
-                            .map(String::from);
-                    } else if t.starts_with("tip") {
-                        break;
-                    }
-                }
-                other => {
-                    let status = child.wait();
-                    panic!(
-                        "cairn-node exited before printing its banner: {other:?}, {status:?}, output so far: {stdout:?}"
-                    );
-                }
+        let mut child = cmd.spawn().map_err(|e| format!("spawn cairn-node: {e}"))?;
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let sink = output.clone();
+        // read everything the node prints, so the pipe never fills
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
-        }
-        // keep reading the rest of the banner in the background so the pipe never fills
-        std::thread::spawn(move || for _ in lines {});
-        NodeProcess {
+        });
+        let snapshot =
+            |o: &std::sync::Mutex<Vec<String>>| o.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let deadline = Instant::now() + START_DEADLINE;
+        let ready: ReadyFile = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_path)
+                && let Ok(r) = serde_json::from_str::<ReadyFile>(&text)
+            {
+                break r;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "cairn-node exited ({status}) before it was ready; output: {:?}",
+                    snapshot(&output)
+                ));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "cairn-node wrote no ready file within {START_DEADLINE:?}; output: {:?}",
+                    snapshot(&output)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // the banner is printed before the ready file is written: wait for
+        // the reader thread to have it (up to the blank line after the tip)
+        let banner_end = |lines: &[String]| {
+            let tip = lines
+                .iter()
+                .position(|l| l.trim_start().starts_with("tip"))?;
+            lines[tip..]
+                .iter()
+                .position(|l| l.trim().is_empty())
+                .map(|i| tip + i)
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        let stdout = loop {
+            let lines = snapshot(&output);
+            if let Some(end) = banner_end(&lines) {
+                break lines[..end].to_vec();
+            }
+            if Instant::now() > until {
+                break lines;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Ok(NodeProcess {
             child,
-            rpc_url,
-            p2p_addr,
+            rpc_url: ready.rpc_url.clone(),
+            p2p_addr: ready.p2p_addr.clone(),
             datadir: datadir.to_path_buf(),
             stdout,
-        }
+            ready,
+            output,
+        })
     }
 
     /// A client with the node's cookie.
@@ -226,12 +398,16 @@ impl NodeProcess {
         read_cookie(&self.datadir).expect("the node's cookie")
     }
 
-    /// SIGTERM, then waits for a clean exit; returns the exit code.
+    /// SIGTERM, then waits (with a deadline) for a clean exit; returns the
+    /// exit code. Panics if the node does not exit in time (it is killed).
     pub fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait");
-        status.code()
+        let status = wait_child(&mut self.child, EXIT_DEADLINE);
+        match status {
+            Some(s) => s.code(),
+            None => panic!("cairn-node did not exit within {EXIT_DEADLINE:?} of SIGTERM"),
+        }
     }
 
     /// Sends a signal (`STOP`, `CONT`, ...) to the process.
@@ -243,17 +419,17 @@ impl NodeProcess {
         assert!(status.success(), "kill -{sig}");
     }
 
-    /// SIGKILL.
+    /// SIGKILL, and waits for the process to be gone.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = wait_child(&mut self.child, EXIT_DEADLINE);
     }
 }
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = wait_child(&mut self.child, EXIT_DEADLINE);
     }
 }
 
@@ -267,7 +443,13 @@ pub async fn raw_http(
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .expect("connect within 30 s")
+    .expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: {addr}\r\n"));
@@ -279,7 +461,10 @@ pub async fn raw_http(
         "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     ));
-    s.write_all(req.as_bytes()).await.expect("write");
+    tokio::time::timeout(Duration::from_secs(30), s.write_all(req.as_bytes()))
+        .await
+        .expect("write within 30 s")
+        .expect("write");
     let mut out = Vec::new();
     // a WebSocket upgrade keeps the connection open: read what arrives
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;

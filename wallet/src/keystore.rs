@@ -78,6 +78,7 @@ pub struct WalletNetwork {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 struct KdfParams {
     algorithm: String,
     memory_kib: u32,
@@ -86,9 +87,12 @@ struct KdfParams {
     salt: String,
 }
 
-#[derive(Serialize, Deserialize)]
+/// A wallet file as stored: everything but the plaintext is readable
+/// without the password. [`WalletFile::parse`] makes every check that needs
+/// no password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WalletFile {
+pub struct WalletFile {
     format: String,
     version: u32,
     network: WalletNetwork,
@@ -111,11 +115,13 @@ struct Header<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Plain {
     keys: Vec<PlainKey>,
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PlainKey {
     secret: String,
     label: String,
@@ -149,11 +155,10 @@ fn io(path: &Path, e: impl std::fmt::Display) -> KeystoreError {
     }
 }
 
-fn derive(
-    password: &[u8],
-    kdf: &KdfParams,
-    path: &Path,
-) -> Result<Zeroizing<[u8; 64]>, KeystoreError> {
+/// The KDF parameters a wallet file may ask for (checked before any work,
+/// so a tampered file cannot make the wallet spend unbounded time or memory);
+/// returns the salt.
+fn check_kdf(kdf: &KdfParams, path: &Path) -> Result<Vec<u8>, KeystoreError> {
     let tampered = |detail: String| KeystoreError::Tampered {
         path: path.to_path_buf(),
         detail,
@@ -179,6 +184,19 @@ fn derive(
     if salt.len() != 16 {
         return Err(tampered("the salt is not 16 bytes".into()));
     }
+    Ok(salt)
+}
+
+fn derive(
+    password: &[u8],
+    kdf: &KdfParams,
+    path: &Path,
+) -> Result<Zeroizing<[u8; 64]>, KeystoreError> {
+    let tampered = |detail: String| KeystoreError::Tampered {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let salt = check_kdf(kdf, path)?;
     let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(64))
         .map_err(|e| tampered(format!("key derivation parameters: {e}")))?;
     let mut out = Zeroizing::new([0u8; 64]);
@@ -249,33 +267,12 @@ impl Wallet {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-        let file: WalletFile =
-            serde_json::from_str(&text).map_err(|e| tampered(format!("not a wallet file: {e}")))?;
-        if file.format != FORMAT {
-            return Err(tampered(format!(
-                "format {:?} is not {FORMAT:?}",
-                file.format
-            )));
-        }
-        if file.version != VERSION {
-            return Err(KeystoreError::Invalid(format!(
-                "wallet file {} has version {}, this cairn-wallet reads version {VERSION}",
-                path.display(),
-                file.version
-            )));
-        }
-        if file.cipher != "xchacha20poly1305" {
-            return Err(tampered(format!("unknown cipher {:?}", file.cipher)));
-        }
+        let file = WalletFile::parse(&text, path)?;
         let derived = derive(password, &file.kdf, path)?;
         if check_of(&derived) != file.check {
             return Err(KeystoreError::WrongPassword(path.to_path_buf()));
         }
-        let nonce =
-            hex::decode(&file.nonce).map_err(|_| tampered("the nonce is not hex".into()))?;
-        if nonce.len() != 24 {
-            return Err(tampered("the nonce is not 24 bytes".into()));
-        }
+        let nonce = file.nonce_bytes(path)?;
         let ciphertext = hex::decode(&file.ciphertext)
             .map_err(|_| tampered("the ciphertext is not hex".into()))?;
         let aad = header_bytes(&file.network, &file.kdf, &file.nonce);
@@ -294,19 +291,7 @@ impl Wallet {
                     tampered("its contents do not match their authentication tag".into())
                 })?,
         );
-        let parsed: Plain = serde_json::from_slice(&plain)
-            .map_err(|e| tampered(format!("decrypted contents do not parse: {e}")))?;
-        let mut keys = Vec::with_capacity(parsed.keys.len());
-        for k in parsed.keys {
-            let secret = Zeroizing::new(k.secret);
-            let mut bytes = Zeroizing::new([0u8; 32]);
-            hex::decode_to_slice(secret.as_str(), bytes.as_mut())
-                .map_err(|_| tampered("a secret key is not 32 bytes of hex".into()))?;
-            keys.push(WalletKey {
-                key: SigningKey::from_bytes(&bytes),
-                label: k.label,
-            });
-        }
+        let keys = parse_plain(&plain, path)?;
         Ok(Wallet {
             path: path.to_path_buf(),
             network: file.network,
@@ -343,19 +328,7 @@ impl Wallet {
     /// Encrypts and writes the wallet atomically with mode 0600.
     pub fn save(&self) -> Result<(), KeystoreError> {
         let path = &self.path;
-        let plain = Zeroizing::new(
-            serde_json::to_vec(&Plain {
-                keys: self
-                    .keys
-                    .iter()
-                    .map(|k| PlainKey {
-                        secret: hex::encode(k.key.to_bytes()),
-                        label: k.label.clone(),
-                    })
-                    .collect(),
-            })
-            .map_err(|e| KeystoreError::Invalid(e.to_string()))?,
-        );
+        let plain = encode_plain(&self.keys)?;
         let mut nonce = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let nonce_hex = hex::encode(nonce);
@@ -385,6 +358,107 @@ impl Wallet {
             .map_err(|e| KeystoreError::Invalid(e.to_string()))?;
         write_atomic(path, text.as_bytes())
     }
+}
+
+impl WalletFile {
+    /// Parses a wallet file's text and checks everything that needs no
+    /// password: format, version, cipher, KDF parameters (bounded before
+    /// any work), and the hex fields' lengths.
+    pub fn parse(text: &str, path: &Path) -> Result<WalletFile, KeystoreError> {
+        let tampered = |detail: String| KeystoreError::Tampered {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let file: WalletFile =
+            serde_json::from_str(text).map_err(|e| tampered(format!("not a wallet file: {e}")))?;
+        if file.format != FORMAT {
+            return Err(tampered(format!(
+                "format {:?} is not {FORMAT:?}",
+                file.format
+            )));
+        }
+        if file.version != VERSION {
+            return Err(KeystoreError::Invalid(format!(
+                "wallet file {} has version {}, this cairn-wallet reads version {VERSION}",
+                path.display(),
+                file.version
+            )));
+        }
+        if file.cipher != "xchacha20poly1305" {
+            return Err(tampered(format!("unknown cipher {:?}", file.cipher)));
+        }
+        check_kdf(&file.kdf, path)?;
+        if file.check.len() != 64 || hex::decode(&file.check).is_err() {
+            return Err(tampered("the password check is not 32 bytes of hex".into()));
+        }
+        file.nonce_bytes(path)?;
+        Ok(file)
+    }
+
+    /// The file as `save` writes it (the same fields, pretty JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The memory the file's key derivation asks for, KiB.
+    pub fn kdf_memory_kib(&self) -> u32 {
+        self.kdf.memory_kib
+    }
+
+    /// The network the file says it belongs to.
+    pub fn network(&self) -> &WalletNetwork {
+        &self.network
+    }
+
+    fn nonce_bytes(&self, path: &Path) -> Result<Vec<u8>, KeystoreError> {
+        let tampered = |detail: &str| KeystoreError::Tampered {
+            path: path.to_path_buf(),
+            detail: detail.into(),
+        };
+        let nonce = hex::decode(&self.nonce).map_err(|_| tampered("the nonce is not hex"))?;
+        if nonce.len() != 24 {
+            return Err(tampered("the nonce is not 24 bytes"));
+        }
+        Ok(nonce)
+    }
+}
+
+/// The decrypted contents of a wallet file: its keys and labels as JSON.
+pub fn parse_plain(plain: &[u8], path: &Path) -> Result<Vec<WalletKey>, KeystoreError> {
+    let tampered = |detail: String| KeystoreError::Tampered {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let parsed: Plain = serde_json::from_slice(plain)
+        .map_err(|e| tampered(format!("decrypted contents do not parse: {e}")))?;
+    let mut keys = Vec::with_capacity(parsed.keys.len());
+    for k in parsed.keys {
+        let secret = Zeroizing::new(k.secret);
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(secret.as_str(), bytes.as_mut())
+            .map_err(|_| tampered("a secret key is not 32 bytes of hex".into()))?;
+        keys.push(WalletKey {
+            key: SigningKey::from_bytes(&bytes),
+            label: k.label,
+        });
+    }
+    Ok(keys)
+}
+
+/// The plaintext [`parse_plain`] reads.
+pub fn encode_plain(keys: &[WalletKey]) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    Ok(Zeroizing::new(
+        serde_json::to_vec(&Plain {
+            keys: keys
+                .iter()
+                .map(|k| PlainKey {
+                    secret: hex::encode(k.key.to_bytes()),
+                    label: k.label.clone(),
+                })
+                .collect(),
+        })
+        .map_err(|e| KeystoreError::Invalid(e.to_string()))?,
+    ))
 }
 
 fn header_bytes(network: &WalletNetwork, kdf: &KdfParams, nonce: &str) -> Vec<u8> {
