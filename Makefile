@@ -50,7 +50,7 @@ testnet:
 
 # Fuzzing needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= p2p_message transfer block rpc_params genesis_spec node_config wallet_file
+FUZZ_TARGETS ?= p2p_message noise_handshake transfer block rpc_params genesis_spec node_config wallet_file
 FUZZ_FLAGS ?= -s none
 
 fuzz:

@@ -54,7 +54,6 @@ fn main() {
         best_hash: block.hash(),
         best_work: cairn_consensus::Work::default(),
         listen_port: Some(7541),
-        nonce: 42,
         user_agent: "cairn-node/0.1.0".into(),
     });
     let messages = vec![
@@ -171,5 +170,37 @@ fn main() {
         "plain.json",
         &cairn_wallet::keystore::encode_plain(&wallet.keys).expect("plain"),
     );
+    // the encrypted transport: a real dialler's first message (its
+    // ephemeral key and the intro), and a plaintext frame stream
+    let dir = root.join("noise_handshake");
+    let first = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            use tokio::io::AsyncReadExt;
+            let keys =
+                cairn_p2p::transport::LocalKeys::new(&cairn_p2p::NodeKey::from_secret([3; 32]));
+            let intro = cairn_p2p::transport::Intro {
+                protocol_version: cairn_p2p::message::PROTOCOL_VERSION,
+                genesis: dev.genesis_hash,
+            };
+            let (mut a, mut b) = tokio::io::duplex(4096);
+            let dial = cairn_p2p::transport::initiate(&mut a, &keys, intro, None);
+            let read = async move {
+                let len = b.read_u16().await.expect("length");
+                let mut msg = vec![0u8; usize::from(len)];
+                b.read_exact(&mut msg).await.expect("message");
+                let mut out = len.to_be_bytes().to_vec();
+                out.extend_from_slice(&msg);
+                out
+            };
+            let (_, first) = tokio::join!(dial, read);
+            first
+        });
+    write(&dir, "first-message", &first);
+    let stream = framed(&[Message::Ping(7), Message::Welcome]);
+    let mut both = stream.clone();
+    both.extend(std::iter::repeat_n(5u8, stream.len()));
+    write(&dir, "frames", &both);
     println!("seed corpus written under {}", root.display());
 }

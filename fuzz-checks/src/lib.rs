@@ -46,6 +46,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("genesis_spec", genesis_spec),
     ("node_config", node_config),
     ("wallet_file", wallet_file),
+    ("noise_handshake", noise_handshake),
 ];
 
 fn dev() -> &'static Network {
@@ -415,6 +416,147 @@ pub fn check(target: &str, data: &[u8]) {
         .find(|(name, _)| *name == target)
         .unwrap_or_else(|| panic!("no fuzz target {target}"));
     f(data)
+}
+
+/// Keys made once per process (signing is not what is fuzzed).
+fn noise_keys() -> &'static (
+    cairn_p2p::transport::LocalKeys,
+    cairn_p2p::transport::LocalKeys,
+) {
+    static KEYS: OnceLock<(
+        cairn_p2p::transport::LocalKeys,
+        cairn_p2p::transport::LocalKeys,
+    )> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (
+            cairn_p2p::transport::LocalKeys::new(&cairn_p2p::NodeKey::from_secret([1; 32])),
+            cairn_p2p::transport::LocalKeys::new(&cairn_p2p::NodeKey::from_secret([2; 32])),
+        )
+    })
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime")
+    })
+}
+
+/// The encrypted transport fed a peer's bytes:
+/// - as the responder, the input is what a dialler sends (intro, then its
+///   identity): it never completes a handshake (only a holder of the keys
+///   could), whatever the intro says, and never panics;
+/// - as the dialler, the input is the answer: likewise refused;
+/// - after a real handshake, the input is a plaintext frame stream (4-byte
+///   length, frame, ...) cut into Noise messages at sizes the input picks:
+///   the decoder yields exactly the frames the stream holds, in order, stops
+///   with an error at a frame over its limit, and never yields one over it.
+pub fn noise_handshake(data: &[u8]) {
+    use cairn_p2p::transport::{Intro, initiate, respond};
+    let intro = Intro {
+        protocol_version: cairn_p2p::message::PROTOCOL_VERSION,
+        genesis: dev().genesis_hash,
+    };
+    let (ka, kb) = noise_keys();
+    runtime().block_on(async {
+        let mut s = tokio::io::join(data, tokio::io::sink());
+        let r = respond(&mut s, kb, intro).await;
+        assert!(
+            r.is_err(),
+            "fuzzed bytes completed a handshake as the dialler"
+        );
+        let mut s = tokio::io::join(data, tokio::io::sink());
+        let r = initiate(&mut s, ka, intro, None).await;
+        assert!(
+            r.is_err(),
+            "fuzzed bytes completed a handshake as the listener"
+        );
+
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let (ra, rb) = tokio::join!(
+            initiate(&mut a, ka, intro, None),
+            respond(&mut b, kb, intro)
+        );
+        let (mut enc, mut dec) = (ra.expect("handshake").0, rb.expect("handshake").0);
+        const LIMIT: usize = 1000;
+        dec.set_limit(LIMIT);
+        // the frames the plaintext stream holds, up to the first one over the limit
+        let (stream, cuts) = data.split_at(data.len() / 2);
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        let mut over = None;
+        let mut rest = stream;
+        while rest.len() >= 4 {
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if len > LIMIT {
+                over = Some(rest[..4].to_vec());
+                break;
+            }
+            if rest.len() < 4 + len {
+                break;
+            }
+            expected.push(rest[4..4 + len].to_vec());
+            rest = &rest[4 + len..];
+        }
+        // each frame starts a Noise message that holds at least its length;
+        // the rest is cut into messages of 1..=256 bytes, as the input picks
+        let mut wire = BytesMut::new();
+        let mut sizes = cuts.iter().cycle();
+        for frame in &expected {
+            let mut plain = (frame.len() as u32).to_be_bytes().to_vec();
+            plain.extend_from_slice(frame);
+            let mut at = 0;
+            while at < plain.len() {
+                let size = sizes.next().map_or(plain.len(), |s| usize::from(*s) + 1);
+                let end = (at + size.max(if at == 0 { 4 } else { 1 })).min(plain.len());
+                enc.seal_message(&plain[at..end], &mut wire)
+                    .expect("a chunk under the Noise limit");
+                at = end;
+            }
+        }
+        if let Some(header) = &over {
+            enc.seal_message(header, &mut wire).expect("four bytes");
+        }
+        let mut got = Vec::new();
+        let mut failed = false;
+        loop {
+            match tokio_util::codec::Decoder::decode(&mut dec, &mut wire) {
+                Ok(Some(frame)) => {
+                    assert!(frame.len() <= LIMIT, "a frame over the limit got through");
+                    got.push(frame.to_vec());
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, expected, "the frames decrypted are the frames sent");
+        assert_eq!(
+            failed,
+            over.is_some(),
+            "an error exactly at a frame over the limit"
+        );
+
+        // misaligned messages (a peer that cuts frames its own way): any
+        // outcome but a panic or a frame over the limit
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let (ra, rb) = tokio::join!(
+            initiate(&mut a, ka, intro, None),
+            respond(&mut b, kb, intro)
+        );
+        let (mut enc, mut dec) = (ra.expect("handshake").0, rb.expect("handshake").0);
+        dec.set_limit(LIMIT);
+        let mut wire = BytesMut::new();
+        for chunk in data.chunks(97) {
+            enc.seal_message(chunk, &mut wire).expect("small chunk");
+        }
+        while let Ok(Some(frame)) = tokio_util::codec::Decoder::decode(&mut dec, &mut wire) {
+            assert!(frame.len() <= LIMIT, "a frame over the limit got through");
+        }
+    });
 }
 
 #[cfg(test)]

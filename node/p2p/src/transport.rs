@@ -405,6 +405,25 @@ impl NoiseCodec {
         self.limit = limit;
     }
 
+    /// Appends one Noise message carrying exactly `plaintext` (at most
+    /// 65,519 bytes; no frame length added), as it travels on the wire:
+    /// lets tests and the fuzzer cut a frame stream where they like.
+    pub fn seal_message(&mut self, plaintext: &[u8], dst: &mut BytesMut) -> std::io::Result<()> {
+        if plaintext.len() > MAX_CHUNK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "more than one Noise message holds",
+            ));
+        }
+        let n = self
+            .state
+            .write_message(plaintext, &mut self.scratch)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        dst.put_u16(n as u16);
+        dst.extend_from_slice(&self.scratch[..n]);
+        Ok(())
+    }
+
     fn corrupt(why: impl Into<String>) -> std::io::Error {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
