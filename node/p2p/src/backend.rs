@@ -144,4 +144,17 @@ pub trait ChainBackend: Send + Sync + 'static {
 
     /// *Blocking.* Pending transfers by id (those the mempool holds).
     fn pending_transfers(&self, ids: &[TxId]) -> Vec<SignedTransfer>;
+
+    /// *Blocking.* The pending transfers whose short ids under `key` are
+    /// `ids` (one slot per id, see [`crate::compact::match_short_ids`]),
+    /// for rebuilding a compact block. A backend without a mempool finds
+    /// nothing, and every compact block is then fetched in full.
+    fn match_short_ids(
+        &self,
+        key: &crate::compact::ShortIdKey,
+        ids: &[crate::compact::ShortId],
+    ) -> Vec<Option<SignedTransfer>> {
+        let _ = key;
+        vec![None; ids.len()]
+    }
 }

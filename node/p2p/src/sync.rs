@@ -52,6 +52,17 @@ impl Manager {
             Job::BlocksProcessed { blocks, verdicts } => self.on_blocks_processed(blocks, verdicts),
             Job::TxsUnknown { id, ids } => self.request_txs(id, ids),
             Job::TxsProcessed { id, verdicts } => self.on_txs_processed(id, verdicts),
+            Job::Send(msgs) => {
+                for (id, msg) in msgs {
+                    self.send(id, msg);
+                }
+            }
+            Job::CompactMatched { id, partial } => self.on_compact_matched(id, *partial),
+            Job::CompactProcessed {
+                id,
+                header,
+                verdict,
+            } => self.on_compact_processed(id, header, verdict),
         }
     }
 
