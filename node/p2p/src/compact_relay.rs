@@ -15,9 +15,11 @@
 //!    answer within [`COMPACT_TIMEOUT`].
 //!
 //! # Correctness
-//! - A compact block is an unsolicited block: it counts against the
-//!   sender's `unrequested_blocks_per_min` allowance, and its short id list
-//!   is bounded by the network's `max_block_transfers` before any work.
+//! - A compact block is an announcement: its short id list is bounded by
+//!   the network's `max_block_transfers`, and its header is validated in
+//!   context (proof of work, time, target) before the mempool is searched;
+//!   a header that fails goes to the header path, which judges and
+//!   penalises it as it would a `NewHeaders` announcement.
 //! - One rebuild at a time per peer (a newer compact block replaces it), so
 //!   what we keep for a peer is bounded by one block.
 //! - Only a block whose transfers match its header's root reaches the node;
@@ -28,7 +30,10 @@ use std::time::{Duration, Instant};
 use cairn_consensus::{Block, BlockHash, BlockHeader};
 
 use crate::backend::BlockVerdict;
+use cairn_consensus::validation::MEDIAN_TIME_SPAN;
+
 use crate::compact::{self, BlockTxs, CompactBlock, GetBlockTxs, PartialBlock};
+use crate::headers::validate_batch;
 use crate::manager::{Job, Manager, now_ms};
 use crate::message::Message;
 use crate::peer::Misbehaviour;
@@ -73,19 +78,10 @@ impl Manager {
         let hash = cb.hash();
         let header = cb.header;
         let max = self.network.params.max_block_transfers;
-        let limit = self.cfg.unrequested_blocks_per_min;
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
         p.known_blocks.insert(hash);
-        if p.unrequested.1.elapsed() > Duration::from_secs(60) {
-            p.unrequested = (0, Instant::now());
-        }
-        p.unrequested.0 += 1;
-        if p.unrequested.0 > limit {
-            self.misbehaved(id, Misbehaviour::UnrequestedBlocks);
-            return;
-        }
         if cb.short_ids.len() > max {
             self.misbehaved(
                 id,
@@ -110,7 +106,16 @@ impl Manager {
         }
         metrics::counter!("cairn_p2p_compact_blocks_total", "outcome" => "received").increment(1);
         let backend = self.backend.clone();
+        let context = self.tree.ancestors(&header.parent, MEDIAN_TIME_SPAN);
+        let params = self.network.params.clone();
         self.spawn_job(move || {
+            // the header first (proof of work, time, target: cheap), so a
+            // bogus one costs no mempool scan; any doubt goes to the header
+            // path, which judges it as an announcement
+            let stored = |h: &BlockHash| backend.header(h);
+            if validate_batch(&[header], &context, &stored, &params, now_ms()).is_err() {
+                return Some(Job::CompactHeader { id, header });
+            }
             let slots = backend.match_short_ids(&cb.key(), &cb.short_ids);
             Some(Job::CompactMatched {
                 id,
@@ -171,6 +176,11 @@ impl Manager {
             }
             Err(e) => self.compact_fallback(id, header, &e.to_string()),
         }
+    }
+
+    /// A compact block whose header did not pass: judged as an announcement.
+    pub(crate) fn on_compact_header(&mut self, id: u64, header: BlockHeader) {
+        self.compact_fallback(id, header, "its header did not pass the checks");
     }
 
     /// Fetches the full block the ordinary way: as if `id` had announced

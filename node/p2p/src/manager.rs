@@ -209,6 +209,11 @@ pub(crate) enum Job {
         id: u64,
         partial: Box<crate::compact::PartialBlock>,
     },
+    /// A compact block whose header failed its checks.
+    CompactHeader {
+        id: u64,
+        header: cairn_consensus::BlockHeader,
+    },
     /// What the node made of a block rebuilt from a compact block.
     CompactProcessed {
         id: u64,

@@ -58,6 +58,7 @@ impl Manager {
                 }
             }
             Job::CompactMatched { id, partial } => self.on_compact_matched(id, *partial),
+            Job::CompactHeader { id, header } => self.on_compact_header(id, header),
             Job::CompactProcessed {
                 id,
                 header,
