@@ -44,6 +44,8 @@ bench:
 	$(CARGO) bench --bench mining
 	$(CARGO) bench --bench rpc_load
 	$(CARGO) bench --bench p2p
+	$(CARGO) build --release -p cairn-node
+	$(CARGO) bench --bench e2e
 
 testnet:
 	$(CARGO) run --release -p cairn-node -- testnet --nodes 4 --miners 2 --dir ./data/testnet

@@ -217,6 +217,11 @@ impl Mempool {
         self.entries.contains_key(id)
     }
 
+    /// Every pending transfer with its id, in no particular order.
+    pub fn transfers(&self) -> impl Iterator<Item = (&TxId, &SignedTransfer)> {
+        self.entries.iter().map(|(id, e)| (id, &e.tx))
+    }
+
     /// The lowest fee a new transfer can pay and enter now.
     pub fn min_fee(&self) -> Amount {
         if self.ready_bytes() + ENTRY_BYTES <= self.config.max_bytes {

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use cairn_consensus::{Block, BlockHash, BlockHeader, Height, SignedTransfer, TxId};
+use cairn_p2p::compact::{self, ShortId, ShortIdKey};
 use cairn_p2p::{
     BackendError, BlockVerdict, ChainBackend, ChainEvent, ChainTip, NetworkInfo, PeerStore,
     StoreOp, StoredHeader, TxVerdict,
@@ -172,6 +173,11 @@ impl ChainBackend for NodeBackend {
 
     fn mempool_ids(&self, limit: usize) -> Vec<TxId> {
         self.0.with_mempool(|pool| pool.best_ids(limit))
+    }
+
+    fn match_short_ids(&self, key: &ShortIdKey, ids: &[ShortId]) -> Vec<Option<SignedTransfer>> {
+        self.0
+            .with_mempool(|pool| compact::match_short_ids(key, ids, pool.transfers()))
     }
 }
 

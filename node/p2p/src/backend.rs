@@ -149,4 +149,17 @@ pub trait ChainBackend: Send + Sync + 'static {
     /// a newly connected peer is told about (a transfer that reached only
     /// one side of a partition must not stay there after it heals).
     fn mempool_ids(&self, limit: usize) -> Vec<TxId>;
+
+    /// *Blocking.* The pending transfers whose short ids under `key` are
+    /// `ids` (one slot per id, see [`crate::compact::match_short_ids`]),
+    /// for rebuilding a compact block. A backend without a mempool finds
+    /// nothing, and every compact block is then fetched in full.
+    fn match_short_ids(
+        &self,
+        key: &crate::compact::ShortIdKey,
+        ids: &[crate::compact::ShortId],
+    ) -> Vec<Option<SignedTransfer>> {
+        let _ = key;
+        vec![None; ids.len()]
+    }
 }

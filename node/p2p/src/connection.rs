@@ -112,7 +112,7 @@ impl Outbox {
 
 /// The message kind of an encoded frame (its borsh tag), for metrics.
 fn kind_of(frame: &[u8]) -> &'static str {
-    const KINDS: [&str; 16] = [
+    const KINDS: [&str; 20] = [
         "hello",
         "reject",
         "ping",
@@ -129,6 +129,10 @@ fn kind_of(frame: &[u8]) -> &'static str {
         "gettxs",
         "txs",
         "welcome",
+        "sendcompact",
+        "compactblock",
+        "getblocktxs",
+        "blocktxs",
     ];
     frame
         .first()
@@ -572,7 +576,10 @@ async fn serve_connection(
         }
     });
     // server: answers the peer's requests, one at a time
-    let (req_tx, mut req_rx) = mpsc::channel::<Message>(8);
+    // room for a burst of an honest peer's requests: a node that hears of
+    // thousands of transfers at once asks for them in many small GetTxs
+    // (at most 64 x 1,000 ids held here; the message rate limit still holds)
+    let (req_tx, mut req_rx) = mpsc::channel::<Message>(64);
     let server_ctx = ctx.clone();
     let server_out = outbox.clone();
     let server = tokio::spawn(async move {

@@ -12,6 +12,9 @@
 //!   low-work budget and presync); [`download`]: the block downloader (pure,
 //!   unit-tested); [`progress`]: sync progress.
 //! - `relay.rs`: announcements of blocks (by header) and transfers.
+//! - [`compact`]: compact blocks (BIP152), and `compact_relay.rs`, their
+//!   relay: a new tip as short ids, rebuilt from the mempool, with the
+//!   full block as the fallback.
 //! - [`addrbook`]: addresses by source; [`bans`]: bans and the whitelist;
 //!   [`eviction`]: which inbound peer makes room; [`peer`]: misbehaviour and
 //!   its penalties.
@@ -28,6 +31,8 @@ pub mod addr;
 pub mod addrbook;
 pub mod backend;
 pub mod bans;
+pub mod compact;
+mod compact_relay;
 pub mod config;
 pub mod connection;
 pub mod download;

@@ -125,6 +125,11 @@ pub(crate) struct Peer {
     pub addrs_answered: bool,
     pub addrs_asked: bool,
     pub addr_tokens: (u64, Instant),
+    /// It asked for new blocks as compact blocks (`SendCompact`).
+    pub wants_compact: bool,
+    /// A compact block from it being rebuilt, waiting for the transfers we
+    /// asked it for (since when).
+    pub compact: Option<(crate::compact::PartialBlock, Instant)>,
 }
 
 impl Peer {
@@ -203,6 +208,24 @@ pub(crate) enum Job {
     TxsProcessed {
         id: u64,
         verdicts: Vec<(TxId, crate::backend::TxVerdict)>,
+    },
+    /// Messages to send (compact relay: built or read on a blocking thread).
+    Send(Vec<(u64, crate::message::Message)>),
+    /// The pending transfers that match a compact block's short ids.
+    CompactMatched {
+        id: u64,
+        partial: Box<crate::compact::PartialBlock>,
+    },
+    /// A compact block whose header failed its checks.
+    CompactHeader {
+        id: u64,
+        header: cairn_consensus::BlockHeader,
+    },
+    /// What the node made of a block rebuilt from a compact block.
+    CompactProcessed {
+        id: u64,
+        header: cairn_consensus::BlockHeader,
+        verdict: crate::backend::BlockVerdict,
     },
 }
 
@@ -806,6 +829,8 @@ impl Manager {
             addrs_answered: false,
             addrs_asked: false,
             addr_tokens: (10, instant),
+            wants_compact: false,
+            compact: None,
         };
         self.half_open.insert(id, peer);
     }
@@ -840,6 +865,7 @@ impl Manager {
             }
             self.send(id, Message::GetAddrs);
         }
+        self.send(id, Message::SendCompact);
         // tell it what we hold: transfers gossiped while it was away (or
         // on the other side of a partition) would otherwise stay here
         let backend = self.backend.clone();
@@ -1044,11 +1070,20 @@ impl Manager {
             Message::NewHeaders(h) => self.on_new_headers(id, h),
             Message::Block(b) => self.on_block(id, b),
             Message::NotFound(hashes) => {
+                self.compact_not_found(id, &hashes);
                 self.downloader.on_not_found(id, &hashes);
                 self.schedule_blocks();
             }
             Message::InvTxs(ids) => self.on_inv_txs(id, ids),
             Message::Txs(txs) => self.on_txs(id, txs),
+            Message::SendCompact => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.wants_compact = true;
+                }
+            }
+            Message::CompactBlock(c) => self.on_compact_block(id, *c),
+            Message::GetBlockTxs(r) => self.on_get_block_txs(id, r),
+            Message::BlockTxs(b) => self.on_block_txs(id, b),
             Message::Reject(r) => self.disconnect(
                 id,
                 &format!("the peer {} ({})", r.code.describe(), r.reason),
@@ -1307,6 +1342,7 @@ impl Manager {
         for (id, n) in pings {
             self.send(id, Message::Ping(n));
         }
+        self.compact_tick(now);
         self.maintain_outbound();
         self.sync_tick();
         self.flush_tx_announcements();

@@ -16,6 +16,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use borsh::{BorshDeserialize, BorshSerialize};
 use cairn_consensus::{Block, BlockHash, BlockHeader, SignedTransfer, TxId, Work};
 
+use crate::compact::{BlockTxs, CompactBlock, GetBlockTxs};
+
 /// Protocol version spoken by this node (2: header announcements, typed
 /// rejections, binary addresses; 3: Noise-encrypted connections with node
 /// ids, no hello nonce).
@@ -36,6 +38,9 @@ pub const MAX_INV: usize = 1000;
 pub const MAX_ADDRS: usize = 250;
 /// Longest network name, user agent or reject reason, in bytes.
 pub const MAX_TEXT: usize = 256;
+/// Most short ids in a compact block, or transfers asked for or sent for
+/// one (the manager checks the network's `max_block_transfers` as well).
+pub const MAX_COMPACT_ITEMS: usize = 1 << 20;
 
 /// The first message on a connection, from both sides.
 ///
@@ -172,6 +177,16 @@ pub enum Message {
     /// After the hellos: the sender accepts the connection (the other
     /// answer is a `Reject`). A connection is up once both sides sent it.
     Welcome,
+    /// The sender understands compact blocks and wants new blocks that way
+    /// (BIP152's high-bandwidth mode); sent once after the welcome.
+    SendCompact,
+    /// A new best block of the sender, as header, coinbase and short ids
+    /// (see `compact.rs`), instead of a `NewHeaders` announcement.
+    CompactBlock(Box<CompactBlock>),
+    /// Ask for the transfers of a compact block the receiver lacks.
+    GetBlockTxs(GetBlockTxs),
+    /// The answer to `GetBlockTxs`.
+    BlockTxs(BlockTxs),
 }
 
 /// A message that breaks the protocol's bounds.
@@ -235,11 +250,15 @@ impl Message {
             Message::Headers(v) => over("headers", v.len(), MAX_HEADERS),
             Message::NewHeaders(v) => over("announced headers", v.len(), MAX_ANNOUNCE),
             Message::Txs(v) => over("transfers", v.len(), MAX_INV),
+            Message::CompactBlock(c) => over("short ids", c.short_ids.len(), MAX_COMPACT_ITEMS),
+            Message::GetBlockTxs(g) => over("compact request", g.indexes.len(), MAX_COMPACT_ITEMS),
+            Message::BlockTxs(b) => over("compact answer", b.transfers.len(), MAX_COMPACT_ITEMS),
             Message::Ping(_)
             | Message::Pong(_)
             | Message::GetAddrs
             | Message::Block(_)
-            | Message::Welcome => Ok(()),
+            | Message::Welcome
+            | Message::SendCompact => Ok(()),
         }
     }
 
@@ -262,6 +281,10 @@ impl Message {
             Message::GetTxs(_) => "gettxs",
             Message::Txs(_) => "txs",
             Message::Welcome => "welcome",
+            Message::SendCompact => "sendcompact",
+            Message::CompactBlock(_) => "compactblock",
+            Message::GetBlockTxs(_) => "getblocktxs",
+            Message::BlockTxs(_) => "blocktxs",
         }
     }
 }

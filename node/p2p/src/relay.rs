@@ -38,6 +38,8 @@ impl Manager {
         let headers = &connected[start..];
         let hashes: Vec<_> = headers.iter().map(|h| h.hash()).collect();
         let ids: Vec<u64> = self.peers.keys().copied().collect();
+        // peers that take compact blocks and lack only the tip get it so
+        let mut compact_to = Vec::new();
         for id in ids {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
@@ -55,9 +57,14 @@ impl Manager {
                 p.known_blocks.insert(*h);
             }
             p.sent_height = p.sent_height.max(tip.height.0);
+            if p.wants_compact && from + 1 == headers.len() {
+                compact_to.push(id);
+                continue;
+            }
             let msg = Message::NewHeaders(headers[from..].to_vec());
             self.send(id, msg);
         }
+        self.send_compact(*tip, compact_to);
     }
 
     /// Announces accepted transfers to the peers that do not have them.

@@ -53,6 +53,18 @@ impl Manager {
             Job::TxsUnknown { id, ids } => self.request_txs(id, ids),
             Job::MempoolIds { id, ids } => self.announce_mempool(id, ids),
             Job::TxsProcessed { id, verdicts } => self.on_txs_processed(id, verdicts),
+            Job::Send(msgs) => {
+                for (id, msg) in msgs {
+                    self.send(id, msg);
+                }
+            }
+            Job::CompactMatched { id, partial } => self.on_compact_matched(id, *partial),
+            Job::CompactHeader { id, header } => self.on_compact_header(id, header),
+            Job::CompactProcessed {
+                id,
+                header,
+                verdict,
+            } => self.on_compact_processed(id, header, verdict),
         }
     }
 
