@@ -321,6 +321,9 @@ const BLOCK_RELAY: &[&str] = &[
     "headers",
     "getheaders",
     "notfound",
+    "compactblock",
+    "getblocktxs",
+    "blocktxs",
 ];
 /// Most bytes read from one `/metrics` page.
 const MAX_METRICS_BYTES: u64 = 4 << 20;
