@@ -677,6 +677,7 @@ fn ready_json(network: &Network, running: &service::Running) -> serde_json::Valu
         "rpc_url": running.rpc_url(),
         "ws_url": running.ws_url(),
         "p2p_addr": running.p2p_addr().map(|a| a.to_string()),
+        "node_id": running.node_id().map(|id| id.to_string()),
         "datadir": running.node.config.datadir,
         "network": network.name,
         "genesis_hash": network.genesis_hash.to_string(),
