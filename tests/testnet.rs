@@ -591,10 +591,8 @@ fn a_ring_topology_keeps_to_its_links() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no link of the topology"));
 }
 
-/// The longer example scenarios (about 90 s together): run them with
-/// `cargo test --test testnet -- --ignored`.
+/// The three longer example scenarios (about 90 s together).
 #[test]
-#[ignore]
 fn the_long_example_scenarios_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
