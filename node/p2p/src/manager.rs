@@ -499,23 +499,30 @@ impl Manager {
         let Some(p) = self.peers.get(&id) else { return };
         metrics::counter!("cairn_p2p_disconnects_total", "reason" => m.label()).increment(1);
         let (remote, listen, local, address) = (p.remote, p.listen, p.local, p.address());
+        let node = p.node_id;
         if m.bans() && !local {
             let now = now_ms();
             let target = auto_ban_target(&remote, listen);
             let until = now.saturating_add(self.cfg.ban_secs.saturating_mul(1000));
+            // the reason names the node: net_listBanned shows who it was
+            let reason = format!("node {node}: {m}");
             if self
                 .bans
-                .ban(target, until, &m.to_string(), BanOrigin::Auto, now)
+                .ban(target, until, &reason, BanOrigin::Auto, now)
                 .is_ok()
             {
                 metrics::counter!("cairn_bans_total").increment(1);
                 tracing::warn!(
-                    "banned {target} ({address}) for {} s: {m}",
+                    "banned {target} ({address}, node {}) for {} s: {m}",
+                    node.short(),
                     self.cfg.ban_secs
                 );
             }
         } else {
-            tracing::warn!("peer {id} ({address}) misbehaved: {m}");
+            tracing::warn!(
+                "peer {id} ({address}, node {}) misbehaved: {m}",
+                node.short()
+            );
         }
         self.disconnect(id, &m.to_string());
     }
@@ -847,9 +854,10 @@ impl Manager {
             self.book.mark_success(addr, now);
         }
         tracing::info!(
-            "peer {id} connected: {} ({}), claims height {}",
+            "peer {id} connected: {} ({}, node {}), claims height {}",
             peer.address(),
             peer.direction.as_str(),
+            peer.node_id.short(),
             peer.claimed_height
         );
         let info = peer.info(id);
