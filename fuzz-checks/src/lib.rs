@@ -444,6 +444,23 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Two codecs over a real handshake: the dialler's (to encrypt) and the
+/// listener's (to decrypt).
+async fn noise_pair(
+    intro: cairn_p2p::transport::Intro,
+) -> (
+    cairn_p2p::transport::NoiseCodec,
+    cairn_p2p::transport::NoiseCodec,
+) {
+    let (ka, kb) = noise_keys();
+    let (mut a, mut b) = tokio::io::duplex(4096);
+    let (ra, rb) = tokio::join!(
+        cairn_p2p::transport::initiate(&mut a, ka, intro, None),
+        cairn_p2p::transport::respond(&mut b, kb, intro)
+    );
+    (ra.expect("handshake").0, rb.expect("handshake").0)
+}
+
 /// The encrypted transport fed a peer's bytes:
 /// - as the responder, the input is what a dialler sends (intro, then its
 ///   identity): it never completes a handshake (only a holder of the keys
@@ -474,12 +491,7 @@ pub fn noise_handshake(data: &[u8]) {
             "fuzzed bytes completed a handshake as the listener"
         );
 
-        let (mut a, mut b) = tokio::io::duplex(4096);
-        let (ra, rb) = tokio::join!(
-            initiate(&mut a, ka, intro, None),
-            respond(&mut b, kb, intro)
-        );
-        let (mut enc, mut dec) = (ra.expect("handshake").0, rb.expect("handshake").0);
+        let (mut enc, mut dec) = noise_pair(intro).await;
         const LIMIT: usize = 1000;
         dec.set_limit(LIMIT);
         // the frames the plaintext stream holds, up to the first one over the limit
@@ -542,12 +554,7 @@ pub fn noise_handshake(data: &[u8]) {
 
         // misaligned messages (a peer that cuts frames its own way): any
         // outcome but a panic or a frame over the limit
-        let (mut a, mut b) = tokio::io::duplex(4096);
-        let (ra, rb) = tokio::join!(
-            initiate(&mut a, ka, intro, None),
-            respond(&mut b, kb, intro)
-        );
-        let (mut enc, mut dec) = (ra.expect("handshake").0, rb.expect("handshake").0);
+        let (mut enc, mut dec) = noise_pair(intro).await;
         dec.set_limit(LIMIT);
         let mut wire = BytesMut::new();
         for chunk in data.chunks(97) {
