@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cairn_consensus::pow::PowHasher;
 use cairn_consensus::testkit::{self, ChainBuilder, address};
-use cairn_consensus::{Amount, Block, COIN, SignedTransfer};
+use cairn_consensus::{Amount, Block, COIN, SignedTransfer, TxId};
 use cairn_genesis::testkit::network;
 use cairn_node::chain::{Chain, ChainConfig};
 use cairn_node::store::{ChainStore, SledStore};
@@ -116,7 +116,7 @@ fn block_rate(b: &ChainBuilder, block: &Block, warm: bool) -> (f64, Duration) {
         let (mut chain, _) = Chain::open(
             store,
             &net,
-            move |txs: &[SignedTransfer]| verifier.verify(txs),
+            move |txs: &[SignedTransfer], ids: &[TxId]| verifier.verify(txs, ids),
             ChainConfig::default(),
         )
         .unwrap();

@@ -625,6 +625,51 @@ fn random_ids(n: usize) -> Vec<cairn_consensus::TxId> {
         .collect()
 }
 
+/// An honest burst: thousands of transfers announced a few at a time, as a
+/// node that takes them over RPC at full speed announces them. The node
+/// asks for every one, but in at most 8 `GetTxs` per 100 ms tick (the rest
+/// wait and go in fuller requests): one request per announcement overfilled
+/// the announcer's queue of 64 requests, and the announcer dropped the
+/// honest node as a flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_small_announcements_is_fetched_in_few_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = launch(victim_config(&dir.path().join("node"))).await;
+    let mut a = RawPeer::connect(p2p(&node), hello(dev().genesis_hash))
+        .await
+        .unwrap();
+    let ids = random_ids(2000);
+    let started = Instant::now();
+    for chunk in ids.chunks(5) {
+        a.feed(&Message::InvTxs(chunk.to_vec())).await.unwrap();
+    }
+    a.flush().await.unwrap();
+    let mut asked = std::collections::HashSet::new();
+    let mut requests = 0u128;
+    while asked.len() < ids.len() {
+        let got = a
+            .expect("requests for every announced transfer", WAIT, |m| match m {
+                Message::GetTxs(v) => Some(v.clone()),
+                _ => None,
+            })
+            .await;
+        requests += 1;
+        asked.extend(got);
+    }
+    let ticks = started.elapsed().as_millis() / 100 + 2;
+    println!(
+        "{} announcements fetched in {requests} requests over {:?}",
+        ids.len() / 5,
+        started.elapsed()
+    );
+    assert!(
+        requests <= 8 * ticks,
+        "{requests} requests in {ticks} ticks: more than 8 a tick"
+    );
+    assert_eq!(bans(&node).await, Vec::<String>::new());
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn floods_of_announcements_and_pings_disconnect_without_a_ban() {
     let dir = tempfile::tempdir().unwrap();

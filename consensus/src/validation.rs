@@ -141,12 +141,28 @@ pub fn check_header(
 
 /// Tier 2: the body without state and without signatures.
 pub fn check_block(block: &Block, params: &ConsensusParams) -> Result<(), BlockError> {
+    check_block_with_ids(block, &block.tx_ids(), params)
+}
+
+/// [`check_block`] with the block's [`Block::tx_ids`] already computed
+/// (the node computes them once, on all cores, and uses them again for
+/// its signature cache). `ids` must be exactly those: the root, the
+/// duplicate check and the errors are computed from them.
+pub fn check_block_with_ids(
+    block: &Block,
+    ids: &[TxId],
+    params: &ConsensusParams,
+) -> Result<(), BlockError> {
+    if ids.len() != block.transfers.len() + 1 {
+        // a caller's mistake, not the block's: check it with its own ids
+        debug_assert!(false, "check_block_with_ids given {} ids", ids.len());
+        return check_block(block, params);
+    }
     // The tx root first: once it matches, the header commits to exactly this
     // body, so any later failure condemns the block hash itself. A body that
     // fails here may be a valid block's header with a corrupted body, and
     // says nothing about the hash (the lesson of CVE-2012-2459).
-    let ids = block.tx_ids();
-    let computed = crate::block::merkle_root(&ids);
+    let computed = crate::block::merkle_root(ids);
     if computed != block.header.tx_root {
         return Err(BlockError::TxRootMismatch {
             header: block.header.tx_root,

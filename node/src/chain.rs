@@ -18,16 +18,17 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use cairn_consensus::fork::is_better_chain;
 use cairn_consensus::state::state_root;
 use cairn_consensus::validation::{
-    HeaderMeta, check_block, check_header, median_time_past_of, validate_block_state,
+    HeaderMeta, check_block_with_ids, check_header, median_time_past_of, validate_block_state,
     validate_header_in_context,
 };
 use cairn_consensus::{
     Account, Address, Block, BlockEffects, BlockError, BlockHash, ConsensusParams, Height,
-    SignedTransfer, Target, UndoRecord, Work,
+    SignedTransfer, Target, TxId, UndoRecord, Work,
 };
 use cairn_genesis::Network;
 
@@ -38,8 +39,9 @@ use crate::store::{
 /// Checks the signatures of a block's transfers; the node passes a parallel
 /// implementation ([`crate::verify::verify_signatures`] or a
 /// [`crate::verify::SigCache`]).
+/// Checks the signatures of a block's transfers, given with their ids.
 pub type SignatureVerifier =
-    std::sync::Arc<dyn Fn(&[SignedTransfer]) -> Result<(), BlockError> + Send + Sync>;
+    std::sync::Arc<dyn Fn(&[SignedTransfer], &[TxId]) -> Result<(), BlockError> + Send + Sync>;
 
 /// Limits of the chain manager.
 #[derive(Clone, Debug)]
@@ -233,7 +235,13 @@ pub struct Chain<S: ChainStore> {
     orphans: OrphanPool,
     rejected: Rejected,
     next_seq: u64,
+    /// The blocks connected last, newest last, so that what follows a
+    /// connect (mempool clean-up, relay) does not read them back.
+    recent: VecDeque<(BlockHash, Arc<Block>)>,
 }
+
+/// How many connected blocks [`Chain`] keeps in memory.
+const RECENT_BLOCKS: usize = 8;
 
 fn entry_key(e: &IndexEntry, h: BlockHash) -> (Work, Reverse<u64>, BlockHash) {
     (e.work, Reverse(e.seq), h)
@@ -245,7 +253,7 @@ impl<S: ChainStore> Chain<S> {
     pub fn open(
         store: S,
         network: &Network,
-        verify: impl Fn(&[SignedTransfer]) -> Result<(), BlockError> + Send + Sync + 'static,
+        verify: impl Fn(&[SignedTransfer], &[TxId]) -> Result<(), BlockError> + Send + Sync + 'static,
         config: ChainConfig,
     ) -> Result<(Chain<S>, OpenReport), ChainError> {
         let verify: SignatureVerifier = std::sync::Arc::new(verify);
@@ -276,6 +284,7 @@ impl<S: ChainStore> Chain<S> {
             orphans: OrphanPool::default(),
             rejected: Rejected::default(),
             next_seq: 0,
+            recent: VecDeque::new(),
         };
         match stored_genesis {
             None => {
@@ -530,6 +539,23 @@ impl<S: ChainStore> Chain<S> {
         Ok(self.store.block(hash)?)
     }
 
+    /// A stored block, from memory if it was connected lately.
+    pub fn shared_block(&self, hash: &BlockHash) -> Result<Option<Arc<Block>>, ChainError> {
+        if let Some(b) = self.recent_block(hash) {
+            return Ok(Some(b));
+        }
+        Ok(self.store.block(hash)?.map(Arc::new))
+    }
+
+    /// A block connected lately, if it is still in memory.
+    pub fn recent_block(&self, hash: &BlockHash) -> Option<Arc<Block>> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(h, _)| h == hash)
+            .map(|(_, b)| b.clone())
+    }
+
     pub fn account(&self, address: &Address) -> Result<Account, ChainError> {
         Ok(self.store.account(address)?)
     }
@@ -697,10 +723,18 @@ impl<S: ChainStore> Chain<S> {
         let extends_tip = block.header.parent == self.tip_hash();
         let verify = &*self.verify;
         let this = &*self;
-        let (checked, state) = rayon::join(
-            || check_block(&block, &this.params).and_then(|()| verify(&block.transfers)),
-            || extends_tip.then(|| this.state_effects(&block)),
-        );
+        let ids = crate::verify::tx_ids(&block);
+        let body = || {
+            check_block_with_ids(&block, &ids, &this.params)
+                .and_then(|()| verify(&block.transfers, &ids[1..]))
+        };
+        let state = || extends_tip.then(|| this.state_effects(&block));
+        // a small block costs less than handing half of it to another thread
+        let (checked, state) = if block.transfers.len() < crate::verify::PARALLEL_MIN {
+            (body(), state())
+        } else {
+            rayon::join(body, state)
+        };
         if let Err(e) = checked {
             return Err(invalid(self, e));
         }
@@ -713,10 +747,19 @@ impl<S: ChainStore> Chain<S> {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        let mut batch = Batch::default();
-        batch.push(Op::PutBlock(hash, block.encode()));
-        batch.push(Op::PutIndex(hash, entry));
-        self.store.commit(batch)?;
+        let mut stage = Batch::default();
+        stage.push(Op::PutBlock(hash, block.encode()));
+        stage.push(Op::PutIndex(hash, entry));
+        // A valid child of the tip is connected at once, as the only step:
+        // the block goes into the same atomic write as its connection (one
+        // store commit on the path of every new block, not two). Otherwise
+        // it is stored first, before anything that may mark or move it.
+        let stage = if extends_tip && matches!(state, Some(Ok(_))) {
+            Some(stage)
+        } else {
+            self.store.commit(stage)?;
+            None
+        };
         self.index.insert(hash, entry);
         self.children
             .entry(block.header.parent)
@@ -725,8 +768,9 @@ impl<S: ChainStore> Chain<S> {
         self.candidates.insert(entry_key(&entry, hash));
         let invalidated = self.activate_best_chain_with(Some(FreshBlock {
             hash,
-            block,
+            block: Arc::new(block),
             effects: state,
+            stage,
         }))?;
         if let Some((_, error)) = invalidated.iter().find(|(h, _)| *h == hash) {
             return Err(ChainError::Invalid {
@@ -768,17 +812,19 @@ impl<S: ChainStore> Chain<S> {
             }
             let tip_before = self.tip_hash();
             for h in branch.into_iter().rev() {
+                let mut stage = None;
                 let (block, effects) = match fresh.take() {
                     // precomputed effects hold only on top of the tip they were computed on
                     Some(f) if f.hash == h => {
                         let on_tip =
                             f.block.header.parent == tip_before && self.tip_hash() == tip_before;
+                        stage = f.stage;
                         (f.block, if on_tip { f.effects } else { None })
                     }
                     other => {
                         fresh = other;
                         match self.store.block(&h) {
-                            Ok(Some(b)) => (b, None),
+                            Ok(Some(b)) => (Arc::new(b), None),
                             Ok(None) | Err(StoreError::Corrupt { .. }) => {
                                 tracing::warn!(
                                     "block {h} is missing or corrupt in the store; forgetting it so it can be fetched again"
@@ -790,7 +836,14 @@ impl<S: ChainStore> Chain<S> {
                         }
                     }
                 };
-                if let Err(error) = self.connect(h, &block, effects)? {
+                if !matches!(effects, Some(Ok(_)))
+                    && let Some(s) = stage.take()
+                {
+                    // not the expected single step after all: store it first
+                    debug_assert!(false, "a staged block {h} was not connected at once");
+                    self.store.commit(s)?;
+                }
+                if let Err(error) = self.connect(h, &block, effects, stage)? {
                     tracing::warn!(
                         "block {h} at height {} fails its state checks: {error}",
                         block.header.height
@@ -799,7 +852,20 @@ impl<S: ChainStore> Chain<S> {
                     invalidated.push((h, error));
                     break;
                 }
+                if self.recent.len() == RECENT_BLOCKS {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back((h, block));
             }
+        }
+        if let Some(FreshBlock {
+            hash,
+            stage: Some(s),
+            ..
+        }) = fresh
+        {
+            debug_assert!(false, "a staged block {hash} was not connected at once");
+            self.store.commit(s)?;
         }
         Ok(invalidated)
     }
@@ -833,11 +899,13 @@ impl<S: ChainStore> Chain<S> {
     /// Connects `block` (a child of the tip), with its state effects if
     /// they were already computed on top of the tip. `Ok(Err(_))` when the
     /// block is invalid against the state; nothing is written then.
+    /// `stage`: the block's own store write, to commit with it.
     fn connect(
         &mut self,
         hash: BlockHash,
         block: &Block,
         effects: Option<Result<BlockEffects, BlockError>>,
+        stage: Option<Batch>,
     ) -> Result<Result<(), BlockError>, ChainError> {
         debug_assert_eq!(block.header.parent, self.tip_hash());
         let effects = match effects {
@@ -848,7 +916,7 @@ impl<S: ChainStore> Chain<S> {
             Ok(e) => e,
             Err(e) => return Ok(Err(e)),
         };
-        let mut batch = Batch::default();
+        let mut batch = stage.unwrap_or_default();
         for c in &effects.changes {
             batch.set_account(c.address, c.after);
         }
@@ -963,8 +1031,11 @@ impl<S: ChainStore> Chain<S> {
 /// effects if they were computed on top of the tip of the time.
 struct FreshBlock {
     hash: BlockHash,
-    block: Block,
+    block: Arc<Block>,
     effects: Option<Result<BlockEffects, BlockError>>,
+    /// The block's own store write, when it is to be committed with its
+    /// connection (valid effects on top of the tip).
+    stage: Option<Batch>,
 }
 
 #[cfg(test)]

@@ -3,17 +3,29 @@
 //! after the block's own commit, in their own batches with their own tip,
 //! and rebuilt from the stored blocks whenever they lag or diverge.
 //!
+//! At start-up [`catch_up`] brings them to the tip. While the node runs, an
+//! [`Indexer`] thread follows the best chain behind it, so writing a
+//! block's records (three per transfer) never delays the block itself or
+//! its relay. Readers that must see every block up to the tip they know of
+//! (a transfer shows as confirmed once its block is the tip) call
+//! [`Indexer::wait_for`] first, as Bitcoin Core's RPC waits for its
+//! transaction index with `BlockUntilSyncedToCurrentChain`.
+//!
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `T` | txid | [`TxLocation`] |
 //! | `X` | address, height (BE), position (BE), kind | [`HistoryRecord`] |
 //! | `M` | `index_tip` | hash of the last indexed block |
 
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
 use borsh::{BorshDeserialize, BorshSerialize};
 use cairn_consensus::{Address, Amount, Block, BlockHash, Height, TxId, encoding};
 
-use crate::chain::{Chain, ChainError};
-use crate::store::{ChainStore, StoreError};
+use crate::chain::{Chain, ChainError, TipChange};
+use crate::store::{ChainStore, SledStore, StoreError};
 
 const TX: u8 = b'T';
 const HISTORY: u8 = b'X';
@@ -312,6 +324,203 @@ pub fn catch_up(chain: &Chain<impl ChainStore>, tree: &sled::Tree) -> Result<u64
     Ok(indexed)
 }
 
+/// The changes of the best chain the index has yet to follow, folded into
+/// the shortest path from the index's tip: blocks to unwind (newest
+/// first), then blocks to add (oldest first). A block that joined and then
+/// left the best chain before it was indexed appears in neither.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Plan {
+    disconnect: Vec<BlockHash>,
+    connect: Vec<BlockHash>,
+}
+
+impl Plan {
+    fn is_empty(&self) -> bool {
+        self.disconnect.is_empty() && self.connect.is_empty()
+    }
+
+    /// Appends a change that starts where this plan ends.
+    fn push(&mut self, change: &TipChange) {
+        for h in &change.disconnected {
+            if self.connect.last() == Some(h) {
+                self.connect.pop();
+            } else {
+                self.disconnect.push(*h);
+            }
+        }
+        self.connect.extend_from_slice(&change.connected);
+    }
+}
+
+struct IndexerState {
+    pending: Plan,
+    /// The tip generation the pending plan ends at.
+    queued: u64,
+    /// The tip generation the index has reached.
+    done: u64,
+    /// Set after a write failed: the index stops where it was and is
+    /// rebuilt at the next start; readers no longer wait for it.
+    failed: bool,
+    stop: bool,
+}
+
+struct Shared {
+    state: Mutex<IndexerState>,
+    /// Signalled when work arrives, when work is done and on stop.
+    changed: Condvar,
+}
+
+/// Follows the best chain in a thread of its own, writing the index
+/// records of blocks that join it and removing those of blocks that
+/// leave it, in the order the chain changed.
+pub struct Indexer {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Indexer {
+    /// Starts the thread; the index must already be at the chain's tip,
+    /// which is tip generation `generation`.
+    pub fn start(store: Arc<SledStore>, generation: u64) -> std::io::Result<Indexer> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(IndexerState {
+                pending: Plan::default(),
+                queued: generation,
+                done: generation,
+                failed: false,
+                stop: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("indexer".into())
+            .spawn(move || run(&worker, &store))?;
+        Ok(Indexer {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a change of the best chain, which made it tip generation
+    /// `generation`. Changes must be queued in the order they happened.
+    pub fn push(&self, change: &TipChange, generation: u64) {
+        let mut st = guard(&self.shared.state);
+        st.pending.push(change);
+        st.queued = generation;
+        if st.failed {
+            st.pending = Plan::default();
+            st.done = generation;
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Waits until the index covers tip generation `generation`, for at
+    /// most `limit` (a long initial sync may keep it behind for longer; the
+    /// reader then sees the index as it is). True when it does.
+    pub fn wait_for(&self, generation: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut st = guard(&self.shared.state);
+        while st.done < generation && !st.stop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        st.done >= generation
+    }
+
+    /// Finishes the queued work, then stops the thread.
+    pub fn stop(&self) {
+        guard(&self.shared.state).stop = true;
+        self.shared.changed.notify_all();
+        if let Some(t) = guard(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(shared: &Shared, store: &SledStore) {
+    loop {
+        let (plan, generation) = {
+            let mut st = guard(&shared.state);
+            while st.pending.is_empty() && !st.stop {
+                st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.pending.is_empty() {
+                return;
+            }
+            (std::mem::take(&mut st.pending), st.queued)
+        };
+        let result = follow(store, &plan);
+        let mut st = guard(&shared.state);
+        if let Err(e) = result {
+            tracing::error!(
+                "cannot update the transaction and history indexes: {e}; they stop here and are rebuilt at the next start"
+            );
+            // the next start finds no index tip and rebuilds from scratch
+            if let Err(e) = store.tree().remove(TIP_KEY) {
+                tracing::error!("cannot mark the indexes for a rebuild: {e}");
+            }
+            st.failed = true;
+            st.pending = Plan::default();
+            st.done = st.queued;
+        } else {
+            st.done = generation;
+        }
+        shared.changed.notify_all();
+    }
+}
+
+fn stored(store: &SledStore, hash: &BlockHash) -> Result<Block, ChainError> {
+    store
+        .block(hash)?
+        .ok_or_else(|| ChainError::Inconsistent(format!("block {hash} is not stored")))
+}
+
+/// Applies `plan` to the index in the store.
+fn follow(store: &SledStore, plan: &Plan) -> Result<(), ChainError> {
+    let tree = store.tree();
+    for h in &plan.disconnect {
+        let block = stored(store, h)?;
+        let ops = records(&block, *h)
+            .into_iter()
+            .map(|(k, _)| (k, None))
+            .collect();
+        apply(tree, ops, Some(block.header.parent))?;
+    }
+    let mut ops: Ops = Vec::new();
+    let mut last = None;
+    for h in &plan.connect {
+        let block = stored(store, h)?;
+        ops.extend(records(&block, *h).into_iter().map(|(k, v)| (k, Some(v))));
+        last = Some(*h);
+        if ops.len() >= 50_000 {
+            apply(tree, std::mem::take(&mut ops), last)?;
+        }
+    }
+    if !ops.is_empty() {
+        apply(tree, ops, last)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +533,94 @@ mod tests {
     use std::sync::Arc;
 
     const NOW: u64 = u64::MAX / 2;
+
+    #[test]
+    fn a_plan_folds_changes_into_the_shortest_path() {
+        let h = |n: u8| BlockHash([n; 32]);
+        let mut plan = Plan::default();
+        plan.push(&TipChange {
+            disconnected: vec![],
+            connected: vec![h(1), h(2)],
+        });
+        // 2 leaves before it was indexed, 3 and 4 join
+        plan.push(&TipChange {
+            disconnected: vec![h(2)],
+            connected: vec![h(3), h(4)],
+        });
+        // a reorg below everything queued: 4, 3 and 1 leave, then 0 (already
+        // indexed) too
+        plan.push(&TipChange {
+            disconnected: vec![h(4), h(3), h(1), h(0)],
+            connected: vec![h(5)],
+        });
+        assert_eq!(
+            plan,
+            Plan {
+                disconnect: vec![h(0)],
+                connect: vec![h(5)],
+            }
+        );
+    }
+
+    #[test]
+    fn the_indexer_thread_follows_a_reorg_and_readers_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap());
+        let mut a = ChainBuilder::new(testkit::params(), 3, Amount(100 * COIN));
+        let mut b = a.clone();
+        let (mut chain, _) = Chain::open(
+            store.clone(),
+            &network(&a),
+            verify_signatures,
+            ChainConfig::default(),
+        )
+        .unwrap();
+        catch_up(&chain, store.tree()).unwrap();
+        let indexer = Indexer::start(store.clone(), 0).unwrap();
+        let mut generation = 0;
+        let mut feed = |chain: &mut Chain<Arc<SledStore>>, blk: Block| {
+            let old = chain.tip_hash();
+            chain.process_block(blk, NOW).unwrap();
+            generation += 1;
+            indexer.push(&chain.tip_change_since(old), generation);
+            generation
+        };
+        let t1 = a.transfer(0, address(1), Amount(COIN), Amount(5), 0);
+        let blk = a.extend(vec![t1], address(7));
+        feed(&mut chain, blk);
+        let t2 = a.transfer(0, address(1), Amount(2 * COIN), Amount(5), 0);
+        let blk = a.extend(vec![t2], address(7));
+        let g = feed(&mut chain, blk);
+        assert!(indexer.wait_for(g, Duration::from_secs(10)));
+        assert_eq!(
+            tx_location(store.tree(), &t2.id()).unwrap().unwrap().height,
+            2
+        );
+        // a longer branch without t2 replaces the chain
+        let t3 = b.transfer(2, address(1), Amount(3 * COIN), Amount(5), 0);
+        let mut g = 0;
+        for txs in [vec![t1], vec![t3], vec![]] {
+            let blk = b.extend(txs, address(8));
+            g = feed(&mut chain, blk);
+        }
+        assert!(indexer.wait_for(g, Duration::from_secs(10)));
+        assert_eq!(tx_location(store.tree(), &t2.id()).unwrap(), None);
+        let loc = tx_location(store.tree(), &t3.id()).unwrap().unwrap();
+        assert_eq!(loc.block, b.blocks[2].hash());
+        assert!(
+            history(store.tree(), &address(7), None, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            history(store.tree(), &address(8), None, 10).unwrap().len(),
+            3
+        );
+        assert_eq!(tip(store.tree()).unwrap(), Some(b.tip_hash()));
+        // a generation never reached is waited for only as long as asked
+        assert!(!indexer.wait_for(g + 1, Duration::from_millis(20)));
+        indexer.stop();
+    }
 
     #[test]
     fn follows_the_best_chain_through_a_reorg() {

@@ -8,7 +8,9 @@
 //!   branches, orphans, reorganisations, start-up recovery.
 //! - [`mempool`]: pending transfers, by sender and nonce, selected by fee.
 //! - [`miner`]: the proof-of-work search on a dedicated rayon pool, templates.
-//! - [`index`]: transaction locations and address histories.
+//! - [`index`]: transaction locations and address histories, written by
+//!   a thread that follows the tip; [`flusher`]: makes blocks from peers
+//!   durable behind the tip.
 //! - [`node`]: everything wired together, with the mining thread.
 //! - [`network`]: the node as the P2P layer (crate `cairn-p2p`, re-exported
 //!   as [`p2p`]) sees it, and the peer store.
@@ -26,6 +28,7 @@ pub mod chain;
 pub mod client;
 pub mod config;
 pub mod explorer;
+pub mod flusher;
 pub mod forks;
 pub mod http;
 pub mod index;

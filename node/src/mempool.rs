@@ -581,11 +581,22 @@ impl Mempool {
         transfers: &[SignedTransfer],
         account: impl Fn(&Address) -> Account,
     ) -> usize {
+        let keys: Vec<(TxId, Address)> = transfers.iter().map(|t| (t.id(), t.sender())).collect();
+        self.remove_confirmed_keys(&keys, account)
+    }
+
+    /// [`Mempool::remove_confirmed`] given each confirmed transfer's id and
+    /// sender (computed before the pool is locked: they are hashes).
+    pub fn remove_confirmed_keys(
+        &mut self,
+        confirmed: &[(TxId, Address)],
+        account: impl Fn(&Address) -> Account,
+    ) -> usize {
         let before = self.len();
-        let mut senders = Vec::with_capacity(transfers.len());
-        for t in transfers {
-            self.remove(&t.id());
-            senders.push(t.sender());
+        let mut senders = Vec::with_capacity(confirmed.len());
+        for (id, sender) in confirmed {
+            self.remove(id);
+            senders.push(*sender);
         }
         senders.sort_unstable();
         senders.dedup();

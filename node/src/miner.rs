@@ -182,13 +182,19 @@ pub fn build_template(
     let effects = overlay.into_effects(base.parent_state_root, fees);
     let mut ids = Vec::with_capacity(transfers.len() + 1);
     ids.push(coinbase.id());
-    ids.extend(transfers.iter().map(|t| t.id()));
+    if transfers.len() < crate::verify::PARALLEL_MIN {
+        ids.extend(transfers.iter().map(|t| t.id()));
+    } else {
+        use rayon::prelude::*;
+        ids.par_extend(transfers.par_iter().map(|t| t.id()));
+    }
+    let root = merkle_root(&ids);
     Block {
         header: BlockHeader {
             version: HEADER_VERSION,
             parent: base.parent,
             height,
-            tx_root: merkle_root(&ids),
+            tx_root: root,
             state_root: effects.state_root,
             time_ms: base.time_ms,
             target: base.target,

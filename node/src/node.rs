@@ -8,11 +8,16 @@
 //!   inside it; since the mempool is updated under that lock after every
 //!   chain commit, a submission can never slip in between a block and the
 //!   clean-up that block causes.
-//! - A block is reported accepted only after the store is flushed.
-//! - After every change of the best chain, in order: indexes catch up, the
-//!   mempool drops confirmed and stale transfers and takes back those of
-//!   disconnected blocks, the tip snapshot moves, subscribers and the
-//!   miner are told.
+//! - A block is reported accepted (mined here, submitted over RPC) only
+//!   after the store is flushed. A block from a peer is reported to nobody:
+//!   it is published and relayed first and flushed behind ([`crate::flusher`]).
+//! - After every change of the best chain, in order: the change is queued
+//!   for the indexer and the tip generation moves, the mempool drops
+//!   confirmed and stale transfers and takes back those of disconnected
+//!   blocks, the tip snapshot moves, subscribers and the miner are told.
+//!   Readers of the indexes wait for the generation they saw
+//!   ([`Node::wait_for_index`]), so a transfer that left the mempool for a
+//!   block is found in the index.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -138,6 +143,10 @@ pub struct Node {
     pub forks: crate::forks::ForkLog,
     /// Experiment support: the miner's mode and first-seen records.
     pub lab: crate::lab::Lab,
+    /// Writes the transaction and history indexes behind the tip.
+    indexer: index::Indexer,
+    /// Makes blocks from peers durable behind the tip.
+    flusher: crate::flusher::Flusher,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -176,7 +185,7 @@ impl Node {
         let (mut chain, mut report) = Chain::open(
             store.clone(),
             &network,
-            move |txs: &[SignedTransfer]| cache.verify(txs),
+            move |txs: &[SignedTransfer], ids: &[TxId]| cache.verify(txs, ids),
             ChainConfig::default(),
         )?;
         if report.created && had_data {
@@ -234,6 +243,10 @@ impl Node {
             ),
             None => None,
         };
+        let indexer = index::Indexer::start(store.clone(), 0)
+            .map_err(|e| NodeError::Config(format!("cannot start the indexer thread: {e}")))?;
+        let flusher = crate::flusher::Flusher::start(store.clone())
+            .map_err(|e| NodeError::Config(format!("cannot start the flusher thread: {e}")))?;
         let tip = snapshot(&chain);
         let mempool = Mempool::new(config.mempool.clone(), network.params.min_fee);
         let (heads, _) = broadcast::channel(256);
@@ -263,6 +276,8 @@ impl Node {
             shutting_down: AtomicBool::new(false),
             forks: crate::forks::ForkLog::default(),
             lab: crate::lab::Lab::default(),
+            indexer,
+            flusher,
         });
         Ok((node, report))
     }
@@ -288,6 +303,15 @@ impl Node {
     /// Incremented on every change of the best chain.
     pub fn tip_generation(&self) -> u64 {
         self.tip_gen.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to a few seconds) until the transaction and history
+    /// indexes cover every block up to the current tip, so that a transfer
+    /// whose block is the tip shows as confirmed. They lag the tip only by
+    /// the time it takes to write them, unless a long sync runs.
+    pub fn wait_for_index(&self) {
+        self.indexer
+            .wait_for(self.tip_generation(), Duration::from_secs(5));
     }
 
     pub fn subscribe_heads(&self) -> broadcast::Receiver<HeaderView> {
@@ -334,6 +358,16 @@ impl Node {
             results.push(r);
         }
         crate::forks::record_side_blocks(&self.forks, &chain, &results, now_ms());
+        if let Source::Peer(_) = source {
+            // reported to nobody: publish and relay first, flush behind
+            // (see `flusher`)
+            let change = chain.tip_change_since(old_tip);
+            if !change.is_empty() {
+                self.after_tip_change(&chain, &change);
+            }
+            self.flusher.request();
+            return results;
+        }
         if let Err(e) = self.finish_batch(&chain, old_tip) {
             tracing::error!("cannot flush the store: {e}");
             return results
@@ -369,9 +403,14 @@ impl Node {
     }
 
     fn after_tip_change(&self, chain: &Chain<Arc<SledStore>>, change: &TipChange) {
-        if let Err(e) = index::catch_up(chain, self.store.tree()) {
-            tracing::error!("cannot update the indexes: {e}");
-        }
+        // the only writer: this runs under the chain lock
+        let generation = self.tip_gen.load(Ordering::SeqCst) + 1;
+        self.indexer.push(change, generation);
+        // the generation moves before the mempool drops the transfers the
+        // change confirmed: whoever no longer finds one there, or sees the
+        // new tip, also sees a generation that covers its block (see
+        // `wait_for_index`)
+        self.tip_gen.store(generation, Ordering::SeqCst);
         crate::forks::record_tip_change(&self.forks, chain, change, now_ms());
         if !change.disconnected.is_empty() {
             tracing::warn!(
@@ -383,21 +422,28 @@ impl Node {
             );
         }
         {
+            // an empty pool has nothing to drop: skip reading the blocks back
+            // (the common case while syncing or generating); the ids and
+            // senders are hashes, computed before the pool is locked
+            let confirmed: Vec<(TxId, Address)> = if lock(&self.mempool).is_empty() {
+                Vec::new()
+            } else {
+                change
+                    .connected
+                    .iter()
+                    .filter_map(|h| chain.shared_block(h).ok().flatten())
+                    .flat_map(|b| crate::verify::ids_and_senders(&b.transfers))
+                    .collect()
+            };
             let mut pool = lock(&self.mempool);
             let account = |a: &Address| self.store.account(a).unwrap_or_default();
-            // an empty pool has nothing to drop: skip reading the blocks back
-            // (the common case while syncing or generating)
-            if !pool.is_empty() {
-                for h in &change.connected {
-                    if let Ok(Some(b)) = chain.block(h) {
-                        pool.remove_confirmed(&b.transfers, account);
-                    }
-                }
+            if !confirmed.is_empty() {
+                pool.remove_confirmed_keys(&confirmed, account);
             }
             let now = now_ms();
             let mut back = 0;
             for h in change.disconnected.iter().rev() {
-                let Ok(Some(b)) = chain.block(h) else {
+                let Ok(Some(b)) = chain.shared_block(h) else {
                     continue;
                 };
                 for tx in &b.transfers {
@@ -420,7 +466,6 @@ impl Node {
         }
         let tip = snapshot(chain);
         *self.tip.write().unwrap_or_else(|p| p.into_inner()) = tip.clone();
-        self.tip_gen.fetch_add(1, Ordering::SeqCst);
         let mut announced = Vec::with_capacity(change.connected.len().min(ANNOUNCED_HEADERS));
         for h in &change.connected {
             if let Some(e) = chain.entry(h) {
@@ -441,6 +486,7 @@ impl Node {
                 header: tip.header,
             },
             connected: announced,
+            tip_block: chain.recent_block(&tip.hash),
             connected_count: change.connected.len() as u64,
             disconnected: change.disconnected.len() as u64,
         });
@@ -477,10 +523,24 @@ impl Node {
         if !self.sig_cache.contains(&id) {
             tx.verify_signature()?;
         }
-        {
+        let inserted = {
             let mut pool = lock(&self.mempool);
             let account = self.store.account(&tx.sender())?;
-            pool.insert(tx, id, account, now_ms())?;
+            pool.insert(tx, id, account, now_ms())
+        };
+        if let Err(e) = inserted {
+            // confirmed in a block the indexes are still writing?
+            if matches!(e, MempoolError::NonceTooLow { .. }) {
+                self.wait_for_index();
+                if let Some(loc) = index::tx_location(self.store.tree(), &id)? {
+                    return Err(SubmitError::AlreadyConfirmed {
+                        id,
+                        block: loc.block,
+                        height: loc.height,
+                    });
+                }
+            }
+            return Err(e.into());
         }
         let origin = from_peer.map_or(crate::lab::Origin::Local, crate::lab::Origin::Peer);
         self.lab.saw_transfer(id, now_ms(), origin);
@@ -562,7 +622,8 @@ impl Node {
                 break;
             }
             let height = block.header.height.0;
-            match process_logged(&mut chain, block, Source::Miner, false) {
+            let r = process_logged(&mut chain, block, Source::Miner, false);
+            match r {
                 Ok(p) => {
                     self.lab.mined(p.hash, height, now_ms());
                     hashes.push(p.hash);
@@ -820,6 +881,8 @@ impl Node {
     pub fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.stop_mining();
+        self.indexer.stop();
+        self.flusher.stop();
         // fold the in-memory account changes so the next start has nothing to replay
         let _chain = lock(&self.chain);
         if let Err(e) = self.store.checkpoint() {

@@ -373,6 +373,7 @@ impl CairnApiServer for RpcServer {
                     confirmations: None,
                 });
             }
+            node.wait_for_index();
             let store = node.store();
             if let Some(loc) = index::tx_location(store.tree(), &txid).map_err(store_err)? {
                 let on_main =
@@ -483,6 +484,8 @@ impl CairnApiServer for RpcServer {
                     }
                 });
             }
+            // after the mempool: a transfer that has left it is indexed
+            node.wait_for_index();
             let tip = node.tip().header.height.0;
             let (records, next_before_height) =
                 history_page(&node, &addr, before_height, limit as usize).map_err(store_err)?;

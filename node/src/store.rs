@@ -384,8 +384,10 @@ impl SledStore {
 
     /// Records the current tip in [`FLUSHED_TIP_FILE`] after a flush
     /// (write to a temporary file, then rename: the file is whole or old).
-    fn record_flushed_tip(&self) {
-        let Some(tip) = self.overlay_read().tip else {
+    /// Records `tip`, read before a flush that has now returned, as the
+    /// tip that flush made durable.
+    fn record_flushed_tip(&self, tip: Option<(BlockHash, Height)>) {
+        let Some(tip) = tip else {
             return;
         };
         let mut written = self
@@ -656,8 +658,10 @@ impl ChainStore for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        // read first: a commit that lands during the flush may not be in it
+        let tip = self.overlay_read().tip;
         self.db.flush()?;
-        self.record_flushed_tip();
+        self.record_flushed_tip(tip);
         Ok(())
     }
 

@@ -1,23 +1,50 @@
 //! Parallel signature checks with rayon.
 
-use cairn_consensus::{BlockError, SignedTransfer};
+use cairn_consensus::{Address, Block, BlockError, SignedTransfer, TxId};
 use rayon::prelude::*;
 
 /// Checks every transfer's signature with `verify_strict` across rayon's
 /// global pool. On failure reports the lowest failing index, so the error
 /// is the same as a sequential check would give.
-pub fn verify_signatures(transfers: &[SignedTransfer]) -> Result<(), BlockError> {
+pub fn verify_signatures(transfers: &[SignedTransfer], _ids: &[TxId]) -> Result<(), BlockError> {
     let all: Vec<usize> = (0..transfers.len()).collect();
     verify_some(transfers, &all)
 }
 
+/// [`Block::tx_ids`], on all cores for a large block.
+pub fn tx_ids(block: &Block) -> Vec<TxId> {
+    if block.transfers.len() < PARALLEL_MIN {
+        return block.tx_ids();
+    }
+    let mut ids = Vec::with_capacity(block.transfers.len() + 1);
+    ids.push(block.coinbase.id());
+    ids.par_extend(block.transfers.par_iter().map(|t| t.id()));
+    ids
+}
+
+/// The id and sender of each transfer, on all cores when there are many.
+pub fn ids_and_senders(transfers: &[SignedTransfer]) -> Vec<(TxId, Address)> {
+    if transfers.len() < PARALLEL_MIN {
+        return transfers.iter().map(|t| (t.id(), t.sender())).collect();
+    }
+    transfers.par_iter().map(|t| (t.id(), t.sender())).collect()
+}
+
 /// Checks the signatures of `transfers[i]` for each `i` in `indices`, in
 /// parallel; reports the lowest failing index.
+/// Below this many transfers, cheap per-transfer work (ids, cache
+/// lookups, a small block's state) is done on the calling thread: waking
+/// the pool's threads costs more than it saves.
+pub const PARALLEL_MIN: usize = 32;
+
 fn verify_some(transfers: &[SignedTransfer], indices: &[usize]) -> Result<(), BlockError> {
-    let failed = indices
-        .par_iter()
-        .filter_map(|&i| transfers[i].verify_signature().err().map(|e| (i, e)))
-        .min_by_key(|(i, _)| *i);
+    let check = |&i: &usize| transfers[i].verify_signature().err().map(|e| (i, e));
+    // a signature (tens of microseconds) is worth another thread
+    let failed = if indices.len() < 2 {
+        indices.iter().filter_map(check).min_by_key(|(i, _)| *i)
+    } else {
+        indices.par_iter().filter_map(check).min_by_key(|(i, _)| *i)
+    };
     match failed {
         None => Ok(()),
         Some((index, error)) => Err(BlockError::Transfer {
@@ -74,9 +101,14 @@ impl SigCache {
 
     /// Checks the signatures of `transfers` that are not in the cache, in
     /// parallel; the same result as [`verify_signatures`].
-    pub fn verify(&self, transfers: &[SignedTransfer]) -> Result<(), BlockError> {
+    /// Checks the signatures of `transfers` (with their `ids`) that the
+    /// cache has not seen.
+    pub fn verify(&self, transfers: &[SignedTransfer], ids: &[TxId]) -> Result<(), BlockError> {
+        if ids.len() != transfers.len() {
+            debug_assert!(false, "{} ids for {} transfers", ids.len(), transfers.len());
+            return verify_signatures(transfers, ids);
+        }
         let unverified: Vec<usize> = {
-            let ids: Vec<_> = transfers.par_iter().map(|t| t.id()).collect();
             let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             ids.iter()
                 .enumerate()

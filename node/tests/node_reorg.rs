@@ -18,6 +18,7 @@ fn transfers_of_a_losing_branch_return_to_the_mempool_and_get_mined() {
     node.submit_transfer(tx, None).unwrap();
     let mined = node.generate(1, address(9)).unwrap();
     assert_eq!(node.with_mempool(|p| p.len()), 0);
+    node.wait_for_index();
     let loc = index::tx_location(node.store().tree(), &tx.id())
         .unwrap()
         .unwrap();
@@ -31,6 +32,7 @@ fn transfers_of_a_losing_branch_return_to_the_mempool_and_get_mined() {
     }
     assert_eq!(node.tip().hash, b2.hash());
     assert_eq!(node.with_mempool(|p| p.len()), 1, "the transfer is back");
+    node.wait_for_index();
     assert_eq!(
         index::tx_location(node.store().tree(), &tx.id()).unwrap(),
         None
@@ -42,6 +44,7 @@ fn transfers_of_a_losing_branch_return_to_the_mempool_and_get_mined() {
 
     let again = node.generate(1, address(9)).unwrap();
     assert_eq!(node.with_mempool(|p| p.len()), 0);
+    node.wait_for_index();
     let loc = index::tx_location(node.store().tree(), &tx.id())
         .unwrap()
         .unwrap();

@@ -48,10 +48,13 @@ pub enum ChainEvent {
     /// The best chain moved to `tip`. `connected` holds the headers of the
     /// blocks that joined it, oldest first (at most the newest 16; earlier
     /// ones are counted in `connected_count`); `disconnected` counts the
-    /// blocks that left it.
+    /// blocks that left it. `tip_block` is the tip's block when the node
+    /// still has it in memory (it relays as a compact block without being
+    /// read back).
     TipChanged {
         tip: ChainTip,
         connected: Vec<BlockHeader>,
+        tip_block: Option<std::sync::Arc<Block>>,
         connected_count: u64,
         disconnected: u64,
     },

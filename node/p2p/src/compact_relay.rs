@@ -6,9 +6,11 @@
 //! compact blocks as a `CompactBlock`; other peers, and a tip several blocks
 //! ahead, are announced by header as before. The receiver:
 //! 1. matches the short ids against its mempool (a blocking job);
-//! 2. hands the rebuilt block to the node when nothing is missing and the
-//!    transaction root matches; otherwise asks the sender for the missing
-//!    transfers in one `GetBlockTxs`, and rebuilds from its `BlockTxs`;
+//! 2. when nothing is missing and the transaction root matches, hands the
+//!    rebuilt block to the node in that same job (no round through the
+//!    manager: a block whose transfers we have costs one thread hop);
+//!    otherwise asks the sender for the missing transfers in one
+//!    `GetBlockTxs`, and rebuilds from its `BlockTxs`;
 //! 3. falls back to the header path (`NewHeaders`: validate the header,
 //!    then download the full block) whenever a rebuild fails: a block on
 //!    another parent, a root mismatch, a wrong answer, a `NotFound`, or no
@@ -25,6 +27,7 @@
 //! - Only a block whose transfers match its header's root reaches the node;
 //!   an invalid one is then the sender's fault, as a full block would be.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_consensus::{Block, BlockHash, BlockHeader};
@@ -42,31 +45,54 @@ use crate::peer::Misbehaviour;
 /// before fetching the whole block instead.
 pub(crate) const COMPACT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A compact block of at most this many transfers is built on the
+/// manager's task (microseconds); a bigger one on a blocking thread.
+const INLINE_COMPACT_TRANSFERS: usize = 64;
+
 impl Manager {
-    /// Sends the tip to `peers` as a compact block, built from the stored
-    /// block on a blocking thread. If the block cannot be read, they get
-    /// its header instead.
-    pub(crate) fn send_compact(&mut self, tip: BlockHeader, peers: Vec<u64>) {
+    /// Sends the tip to `peers` as a compact block: built here from the
+    /// node's in-memory block when it is small, on a blocking thread
+    /// otherwise (read from the store if the node no longer holds it). If
+    /// the block cannot be read, they get its header instead.
+    pub(crate) fn send_compact(
+        &mut self,
+        tip: BlockHeader,
+        peers: Vec<u64>,
+        block: Option<Arc<Block>>,
+    ) {
         if peers.is_empty() {
+            return;
+        }
+        let nonce: u64 = rand::Rng::r#gen(&mut self.rng);
+        if let Some(b) = &block
+            && b.transfers.len() <= INLINE_COMPACT_TRANSFERS
+            && b.header.hash() == tip.hash()
+        {
+            let msg = Message::CompactBlock(Box::new(CompactBlock::of(b, nonce)));
+            for id in peers {
+                self.send(id, msg.clone());
+            }
             return;
         }
         let backend = self.backend.clone();
         let max = self.network.params.max_block_bytes;
-        let nonce: u64 = rand::Rng::r#gen(&mut self.rng);
         self.spawn_job(move || {
             let hash = tip.hash();
-            let msg = match backend.block_bytes(&hash) {
-                Ok(Some(bytes)) => match Block::decode(&bytes, max) {
-                    Ok(block) => Message::CompactBlock(Box::new(CompactBlock::of(&block, nonce))),
-                    Err(e) => {
+            let block = match block.filter(|b| b.header.hash() == hash) {
+                Some(b) => Ok(b),
+                None => match backend.block_bytes(&hash) {
+                    Ok(Some(bytes)) => Block::decode(&bytes, max).map(Arc::new).map_err(|e| {
                         tracing::error!("stored block {hash} does not decode: {e}");
-                        Message::NewHeaders(vec![tip])
+                    }),
+                    other => {
+                        tracing::debug!("block {hash} not readable for a compact block: {other:?}");
+                        Err(())
                     }
                 },
-                other => {
-                    tracing::debug!("block {hash} not readable for a compact block: {other:?}");
-                    Message::NewHeaders(vec![tip])
-                }
+            };
+            let msg = match block {
+                Ok(b) => Message::CompactBlock(Box::new(CompactBlock::of(&b, nonce))),
+                Err(()) => Message::NewHeaders(vec![tip]),
             };
             Some(Job::Send(
                 peers.into_iter().map(|id| (id, msg.clone())).collect(),
@@ -117,9 +143,31 @@ impl Manager {
                 return Some(Job::CompactHeader { id, header });
             }
             let slots = backend.match_short_ids(&cb.key(), &cb.short_ids);
+            let partial = PartialBlock::new(cb, slots);
+            // the common case, every transfer known: straight to the node,
+            // without a round through the manager (each hop between
+            // threads costs a wake-up)
+            if partial.missing().is_empty()
+                && let Ok(block) = partial.rebuild()
+            {
+                metrics::counter!("cairn_p2p_compact_blocks_total", "outcome" => "rebuilt")
+                    .increment(1);
+                let verdict =
+                    backend
+                        .submit_blocks(vec![block], id)
+                        .pop()
+                        .unwrap_or(BlockVerdict::Failed {
+                            reason: "no verdict".into(),
+                        });
+                return Some(Job::CompactProcessed {
+                    id,
+                    header,
+                    verdict,
+                });
+            }
             Some(Job::CompactMatched {
                 id,
-                partial: Box::new(PartialBlock::new(cb, slots)),
+                partial: Box::new(partial),
             })
         });
     }

@@ -44,6 +44,11 @@ use crate::{P2pError, P2pStatus, PeerInfo, PeerSelector};
 pub(crate) const MAX_UNCONNECTING: u32 = 10;
 /// Transfers one peer may have in flight from us.
 pub(crate) const MAX_TXS_IN_FLIGHT: usize = 4096;
+/// `GetTxs` requests sent to one peer per tick (100 ms) at most; more
+/// wanted transfers wait and go in fuller requests. A peer serves requests
+/// one at a time from a queue of 64 and drops a connection that overfills
+/// it: a burst of thousands of small announcements must not make us that.
+pub(crate) const GETTXS_PER_TICK: usize = 8;
 
 /// A header a peer has shown us (validated).
 #[derive(Clone, Copy, Debug)]
@@ -114,6 +119,11 @@ pub(crate) struct Peer {
     pub known_blocks: Recent<BlockHash>,
     pub known_txs: Recent<TxId>,
     pub txs_in_flight: HashMap<TxId, Instant>,
+    /// Transfers to ask for (already counted in `txs_in_flight`), sent as
+    /// `GetTxs` when this tick's request budget allows.
+    pub txs_to_request: Vec<TxId>,
+    /// `GetTxs` requests left to send this tick.
+    pub gettxs_budget: usize,
     pub ping: Option<(u64, Instant)>,
     pub last_ping: Instant,
     pub latency_ms: Option<u64>,
@@ -825,6 +835,8 @@ impl Manager {
             known_blocks,
             known_txs: Recent::new(65_536),
             txs_in_flight: HashMap::new(),
+            txs_to_request: Vec::new(),
+            gettxs_budget: GETTXS_PER_TICK,
             ping: None,
             last_ping: instant,
             latency_ms: None,
@@ -1331,6 +1343,9 @@ impl Manager {
             }
             p.txs_in_flight
                 .retain(|_, t| now.duration_since(*t) < request_timeout);
+            let in_flight = &p.txs_in_flight;
+            p.txs_to_request.retain(|t| in_flight.contains_key(t));
+            p.gettxs_budget = GETTXS_PER_TICK;
             if p.ping.is_none() && now.duration_since(p.last_ping) > ping_interval {
                 let n: u64 = rand::Rng::r#gen(&mut self.rng);
                 p.ping = Some((n, now));
@@ -1349,6 +1364,10 @@ impl Manager {
         }
         for (id, n) in pings {
             self.send(id, Message::Ping(n));
+        }
+        let ids: Vec<u64> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.send_tx_requests(id);
         }
         self.compact_tick(now);
         self.maintain_outbound();

@@ -11,9 +11,10 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_consensus::{BlockHeader, SignedTransfer, TxId};
+use cairn_consensus::{Block, BlockHeader, SignedTransfer, TxId};
 
 use crate::addr::{NetClass, classify};
 use crate::backend::TxVerdict;
@@ -31,7 +32,12 @@ const ADDR_TOKENS_MAX: u64 = 10;
 
 impl Manager {
     /// Announces the new best chain: the connected headers each peer lacks.
-    pub(crate) fn announce_tip(&mut self, connected: &[BlockHeader]) {
+    /// `tip_block`: the tip's block, when the node has it in memory.
+    pub(crate) fn announce_tip(
+        &mut self,
+        connected: &[BlockHeader],
+        tip_block: Option<Arc<Block>>,
+    ) {
         let Some(tip) = connected.last() else { return };
         let tip_hash = tip.hash();
         let start = connected.len().saturating_sub(MAX_ANNOUNCE);
@@ -64,7 +70,7 @@ impl Manager {
             let msg = Message::NewHeaders(headers[from..].to_vec());
             self.send(id, msg);
         }
-        self.send_compact(*tip, compact_to);
+        self.send_compact(*tip, compact_to, tip_block);
     }
 
     /// Announces accepted transfers to the peers that do not have them.
@@ -153,12 +159,29 @@ impl Manager {
         };
         let now = Instant::now();
         let room = MAX_TXS_IN_FLIGHT.saturating_sub(p.txs_in_flight.len());
-        let wanted: Vec<TxId> = ids.into_iter().take(room).collect();
-        for t in &wanted {
-            p.txs_in_flight.insert(*t, now);
+        for t in ids.into_iter().take(room) {
+            if p.txs_in_flight.insert(t, now).is_none() {
+                p.txs_to_request.push(t);
+            }
         }
-        for chunk in wanted.chunks(MAX_INV) {
-            self.send(id, Message::GetTxs(chunk.to_vec()));
+        self.send_tx_requests(id);
+    }
+
+    /// Sends the transfers `id` is to be asked for, in requests of up to
+    /// `MAX_INV`, as far as this tick's budget allows (the rest waits for
+    /// the next tick, and then fills fuller requests).
+    pub(crate) fn send_tx_requests(&mut self, id: u64) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let mut requests = Vec::new();
+        while p.gettxs_budget > 0 && !p.txs_to_request.is_empty() {
+            let n = p.txs_to_request.len().min(MAX_INV);
+            requests.push(p.txs_to_request.drain(..n).collect::<Vec<_>>());
+            p.gettxs_budget -= 1;
+        }
+        for r in requests {
+            self.send(id, Message::GetTxs(r));
         }
     }
 

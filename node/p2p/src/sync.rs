@@ -557,6 +557,7 @@ impl Manager {
             ChainEvent::TipChanged {
                 tip,
                 connected,
+                tip_block,
                 connected_count: _,
                 disconnected: _,
             } => {
@@ -568,7 +569,7 @@ impl Manager {
                     let tree = &self.tree;
                     self.downloader.retain_arrived(|h| tree.contains(h));
                 }
-                self.announce_tip(&connected);
+                self.announce_tip(&connected, tip_block);
             }
             ChainEvent::TransferAccepted { id, from_peer } => {
                 self.pending_tx_announce.push((id, from_peer));
@@ -583,7 +584,7 @@ impl Manager {
         self.tree.remove_stored(&[self.tip.hash]);
         self.tree.prune(self.tip.work);
         let header = self.tip.header;
-        self.announce_tip(&[header]);
+        self.announce_tip(&[header], None);
     }
 
     /// Sync progress, while the node is catching up: from the moment the
