@@ -101,32 +101,16 @@ async fn run() {
     // submit: connection c takes every CONNECTIONS-th transfer, so each
     // sender's nonces arrive roughly in order
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..CONNECTIONS {
-        let hexes = hexes.clone();
-        let url = url.clone();
-        let auth = auth.clone();
-        tasks.push(tokio::spawn(async move {
-            let client = HttpClientBuilder::default()
+    let clients = (0..CONNECTIONS)
+        .map(|_| {
+            HttpClientBuilder::default()
                 .request_timeout(Duration::from_secs(60))
-                .set_headers(auth)
+                .set_headers(auth.clone())
                 .build(&url)
-                .unwrap();
-            let mut accepted = 0u64;
-            let mut i = c;
-            while i < hexes.len() {
-                if client.tx_submit(hexes[i].clone()).await.is_ok() {
-                    accepted += 1;
-                }
-                i += CONNECTIONS;
-            }
-            accepted
-        }));
-    }
-    let mut accepted = 0;
-    for t in tasks {
-        accepted += t.await.unwrap();
-    }
+                .unwrap()
+        })
+        .collect();
+    let accepted = support::submit_spread(clients, hexes.clone()).await;
     let secs = start.elapsed().as_secs_f64();
     let rate = accepted as f64 / secs;
     let pool = rpc.mempool_get_info().await.unwrap();

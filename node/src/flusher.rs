@@ -91,7 +91,24 @@ impl Drop for Flusher {
     }
 }
 
+/// Lowers the calling thread's scheduling priority (nice 10 on Linux), for
+/// threads whose work follows the tip and must not compete with it: the
+/// indexer and the flusher. Elsewhere, and if the call fails, nothing
+/// changes.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take and return plain integers; on
+    // Linux, PRIO_PROCESS with a thread id applies to that thread only
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
+            tracing::debug!("cannot lower the priority of thread {tid}");
+        }
+    }
+}
+
 fn run(shared: &Shared, store: &SledStore) {
+    lower_thread_priority();
     loop {
         let target = {
             let mut st = guard(&shared.state);

@@ -457,6 +457,7 @@ impl Drop for Indexer {
 }
 
 fn run(shared: &Shared, store: &SledStore) {
+    crate::flusher::lower_thread_priority();
     loop {
         let (plan, generation) = {
             let mut st = guard(&shared.state);

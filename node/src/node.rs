@@ -69,6 +69,10 @@ impl std::fmt::Display for Source {
 /// transfers (see [`cairn_p2p::ChainEvent`]).
 pub use cairn_p2p::ChainEvent as Event;
 
+/// The most signatures of one batch of blocks checked ahead of connecting
+/// them (see [`crate::verify::SigCache::warm`]).
+const PREVERIFY_MAX: usize = 100_000;
+
 /// Headers of connected blocks carried by one [`Event::TipChanged`].
 const ANNOUNCED_HEADERS: usize = 16;
 
@@ -340,6 +344,11 @@ impl Node {
         blocks: Vec<Block>,
         source: Source,
     ) -> Vec<Result<Processed, ChainError>> {
+        if blocks.len() > 1 {
+            // before the chain lock: the signatures of the whole batch in
+            // one pass on all cores (each block then finds them cached)
+            self.sig_cache.warm(&blocks, PREVERIFY_MAX);
+        }
         let mut chain = lock(&self.chain);
         let old_tip = chain.tip_hash();
         let mut results = Vec::with_capacity(blocks.len());

@@ -118,4 +118,79 @@ impl SigCache {
         };
         verify_some(transfers, &unverified)
     }
+
+    /// Checks, on all cores at once, the signatures of the transfers of
+    /// many blocks (a batch from a sync) that the cache has not seen, and
+    /// remembers the good ones; a bad one is left for the block's own check
+    /// to report. Blocks of a few transfers each then cost one parallel pass
+    /// instead of one small one each. At most `max` signatures are checked,
+    /// so that a batch never evicts what it just checked.
+    pub fn warm(&self, blocks: &[Block], max: usize) {
+        let txs: Vec<&SignedTransfer> = blocks
+            .iter()
+            .flat_map(|b| &b.transfers)
+            .take(max.min(self.max / 2))
+            .collect();
+        if txs.len() < 2 {
+            return;
+        }
+        let ids: Vec<TxId> = txs.par_iter().map(|t| t.id()).collect();
+        let unseen: Vec<usize> = {
+            let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            (0..ids.len()).filter(|&i| !g.0.contains(&ids[i])).collect()
+        };
+        let good: Vec<TxId> = unseen
+            .par_iter()
+            .filter(|&&i| txs[i].verify_signature().is_ok())
+            .map(|&i| ids[i])
+            .collect();
+        for id in good {
+            self.insert(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_consensus::testkit::{self, ChainBuilder, address};
+    use cairn_consensus::{Amount, COIN};
+
+    #[test]
+    fn warming_caches_the_good_signatures_of_a_batch_and_not_a_bad_one() {
+        let mut b = ChainBuilder::new(testkit::params(), 3, Amount(100 * COIN));
+        let mut blocks = Vec::new();
+        for _ in 0..3 {
+            let txs = (0..3)
+                .map(|from| b.transfer(from, address(9), Amount(COIN), Amount(5), 0))
+                .collect();
+            blocks.push(b.extend(txs, address(7)));
+        }
+        // a forged signature in the last block
+        let forged = {
+            let t = &mut blocks[2].transfers[1];
+            t.signature.0[0] ^= 1;
+            t.id()
+        };
+        let cache = SigCache::new(1000);
+        cache.warm(&blocks, 1000);
+        for t in blocks.iter().flat_map(|b| &b.transfers) {
+            assert_eq!(cache.contains(&t.id()), t.id() != forged);
+        }
+        // the block's own check still reports the forgery
+        let ids: Vec<TxId> = blocks[2].transfers.iter().map(|t| t.id()).collect();
+        assert!(matches!(
+            cache.verify(&blocks[2].transfers, &ids),
+            Err(BlockError::Transfer { index: 1, .. })
+        ));
+        // at most `max` are checked
+        let fresh = SigCache::new(1000);
+        fresh.warm(&blocks, 4);
+        let cached = blocks
+            .iter()
+            .flat_map(|b| &b.transfers)
+            .filter(|t| fresh.contains(&t.id()))
+            .count();
+        assert_eq!(cached, 4);
+    }
 }

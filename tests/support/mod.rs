@@ -490,3 +490,32 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// Submits every transfer (hex) over the given clients, one transfer per
+/// request: client `c` takes every `clients.len()`-th one, so each
+/// sender's nonces arrive roughly in order. Returns how many were accepted.
+#[allow(dead_code)]
+pub async fn submit_spread(clients: Vec<HttpClient>, hexes: std::sync::Arc<Vec<String>>) -> u64 {
+    use cairn_api::CairnApiClient;
+    let n = clients.len();
+    let mut tasks = Vec::new();
+    for (c, client) in clients.into_iter().enumerate() {
+        let hexes = hexes.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0u64;
+            let mut i = c;
+            while i < hexes.len() {
+                if client.tx_submit(hexes[i].clone()).await.is_ok() {
+                    accepted += 1;
+                }
+                i += n;
+            }
+            accepted
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.expect("a submitting task panicked");
+    }
+    accepted
+}
