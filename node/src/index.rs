@@ -17,6 +17,7 @@
 //! | `X` | address, height (BE), position (BE), kind | [`HistoryRecord`] |
 //! | `M` | `index_tip` | hash of the last indexed block |
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -366,6 +367,10 @@ struct IndexerState {
 
 struct Shared {
     state: Mutex<IndexerState>,
+    /// Set by [`Indexer::stop`]: the thread stops after the block it is
+    /// writing (the index stays consistent at its own tip; the next start
+    /// catches up), so a stop during a long sync does not wait for it.
+    stopping: AtomicBool,
     /// Signalled when work arrives, when work is done and on stop.
     changed: Condvar,
 }
@@ -394,6 +399,7 @@ impl Indexer {
                 failed: false,
                 stop: false,
             }),
+            stopping: AtomicBool::new(false),
             changed: Condvar::new(),
         });
         let worker = shared.clone();
@@ -440,8 +446,10 @@ impl Indexer {
         st.done >= generation
     }
 
-    /// Finishes the queued work, then stops the thread.
+    /// Stops the thread once the block it is writing is done; what is
+    /// still queued is left to the next start's [`catch_up`].
     pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
         guard(&self.shared.state).stop = true;
         self.shared.changed.notify_all();
         if let Some(t) = guard(&self.thread).take() {
@@ -464,12 +472,18 @@ fn run(shared: &Shared, store: &SledStore) {
             while st.pending.is_empty() && !st.stop {
                 st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
             }
-            if st.pending.is_empty() {
+            if st.pending.is_empty() || st.stop {
                 return;
             }
             (std::mem::take(&mut st.pending), st.queued)
         };
-        let result = follow(store, &plan);
+        let result = follow(store, &plan, &shared.stopping);
+        if shared.stopping.load(Ordering::SeqCst) {
+            if let Err(e) = result {
+                tracing::error!("cannot update the transaction and history indexes: {e}");
+            }
+            return;
+        }
         let mut st = guard(&shared.state);
         if let Err(e) = result {
             tracing::error!(
@@ -495,10 +509,14 @@ fn stored(store: &SledStore, hash: &BlockHash) -> Result<Block, ChainError> {
         .ok_or_else(|| ChainError::Inconsistent(format!("block {hash} is not stored")))
 }
 
-/// Applies `plan` to the index in the store.
-fn follow(store: &SledStore, plan: &Plan) -> Result<(), ChainError> {
+/// Applies `plan` to the index in the store, block by block; stops early
+/// (with the index consistent at the last block written) once `stop` is set.
+fn follow(store: &SledStore, plan: &Plan, stop: &AtomicBool) -> Result<(), ChainError> {
     let tree = store.tree();
     for h in &plan.disconnect {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let block = stored(store, h)?;
         let ops = records(&block, *h)
             .into_iter()
@@ -509,6 +527,9 @@ fn follow(store: &SledStore, plan: &Plan) -> Result<(), ChainError> {
     let mut ops: Ops = Vec::new();
     let mut last = None;
     for h in &plan.connect {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let block = stored(store, h)?;
         ops.extend(records(&block, *h).into_iter().map(|(k, v)| (k, Some(v))));
         last = Some(*h);
