@@ -760,18 +760,28 @@ impl<S: ChainStore> Chain<S> {
             self.store.commit(stage)?;
             None
         };
+        let staged = stage.is_some();
+        let parent = block.header.parent;
         self.index.insert(hash, entry);
-        self.children
-            .entry(block.header.parent)
-            .or_default()
-            .push(hash);
+        self.children.entry(parent).or_default().push(hash);
         self.candidates.insert(entry_key(&entry, hash));
-        let invalidated = self.activate_best_chain_with(Some(FreshBlock {
+        let activated = self.activate_best_chain_with(Some(FreshBlock {
             hash,
             block: Arc::new(block),
             effects: state,
             stage,
-        }))?;
+        }));
+        if staged && activated.is_err() && !self.is_main(&hash) {
+            // its write failed with its connection: it is not stored, so
+            // it must not be known either (a copy from a peer is then
+            // taken again, not answered as a duplicate)
+            self.index.remove(&hash);
+            self.candidates.remove(&entry_key(&entry, hash));
+            if let Some(siblings) = self.children.get_mut(&parent) {
+                siblings.retain(|h| *h != hash);
+            }
+        }
+        let invalidated = activated?;
         if let Some((_, error)) = invalidated.iter().find(|(h, _)| *h == hash) {
             return Err(ChainError::Invalid {
                 hash,
@@ -860,12 +870,20 @@ impl<S: ChainStore> Chain<S> {
         }
         if let Some(FreshBlock {
             hash,
-            stage: Some(s),
+            block,
+            stage: Some(_),
             ..
         }) = fresh
         {
             debug_assert!(false, "a staged block {hash} was not connected at once");
-            self.store.commit(s)?;
+            // store it as the index now has it (it may have been marked
+            // invalid or forgotten meanwhile)
+            if let Some(entry) = self.index.get(&hash).copied() {
+                let mut batch = Batch::default();
+                batch.push(Op::PutBlock(hash, block.encode()));
+                batch.push(Op::PutIndex(hash, entry));
+                self.store.commit(batch)?;
+            }
         }
         Ok(invalidated)
     }

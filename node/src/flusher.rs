@@ -91,24 +91,33 @@ impl Drop for Flusher {
     }
 }
 
-/// Lowers the calling thread's scheduling priority (nice 10 on Linux), for
-/// threads whose work follows the tip and must not compete with it: the
-/// indexer and the flusher. Elsewhere, and if the call fails, nothing
-/// changes.
-pub fn lower_thread_priority() {
+/// Nice value of threads whose work follows the tip: the indexer and the
+/// flusher. They yield to block validation, relay and RPC (nice 0).
+pub const BACKGROUND_NICE: i32 = 10;
+/// Nice value of the proof-of-work threads, below everything else: a
+/// node that mines on every core still validates, relays and indexes at
+/// once (as cpuminer runs its threads at the lowest priority). On an
+/// otherwise idle machine the hash rate is the same.
+pub const MINER_NICE: i32 = 19;
+
+/// Lowers the calling thread's scheduling priority to `nice` (Linux).
+/// Elsewhere, and if the call fails, nothing changes.
+pub fn lower_thread_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority take and return plain integers; on
     // Linux, PRIO_PROCESS with a thread id applies to that thread only
     unsafe {
         let tid = libc::gettid();
-        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) != 0 {
             tracing::debug!("cannot lower the priority of thread {tid}");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 fn run(shared: &Shared, store: &SledStore) {
-    lower_thread_priority();
+    lower_thread_priority(BACKGROUND_NICE);
     loop {
         let target = {
             let mut st = guard(&shared.state);

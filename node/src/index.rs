@@ -362,6 +362,8 @@ struct IndexerState {
     /// Set after a write failed: the index stops where it was and is
     /// rebuilt at the next start; readers no longer wait for it.
     failed: bool,
+    /// The thread is writing a plan taken from `pending`.
+    busy: bool,
     stop: bool,
 }
 
@@ -397,6 +399,7 @@ impl Indexer {
                 queued: generation,
                 done: generation,
                 failed: false,
+                busy: false,
                 stop: false,
             }),
             stopping: AtomicBool::new(false),
@@ -420,6 +423,10 @@ impl Indexer {
         st.queued = generation;
         if st.failed {
             st.pending = Plan::default();
+        }
+        // nothing to write (a change undone before it was written): the
+        // index is already there
+        if st.pending.is_empty() && !st.busy {
             st.done = generation;
         }
         self.shared.changed.notify_all();
@@ -465,7 +472,7 @@ impl Drop for Indexer {
 }
 
 fn run(shared: &Shared, store: &SledStore) {
-    crate::flusher::lower_thread_priority();
+    crate::flusher::lower_thread_priority(crate::flusher::BACKGROUND_NICE);
     loop {
         let (plan, generation) = {
             let mut st = guard(&shared.state);
@@ -475,6 +482,7 @@ fn run(shared: &Shared, store: &SledStore) {
             if st.pending.is_empty() || st.stop {
                 return;
             }
+            st.busy = true;
             (std::mem::take(&mut st.pending), st.queued)
         };
         let result = follow(store, &plan, &shared.stopping);
@@ -485,6 +493,7 @@ fn run(shared: &Shared, store: &SledStore) {
             return;
         }
         let mut st = guard(&shared.state);
+        st.busy = false;
         if let Err(e) = result {
             tracing::error!(
                 "cannot update the transaction and history indexes: {e}; they stop here and are rebuilt at the next start"
@@ -498,6 +507,10 @@ fn run(shared: &Shared, store: &SledStore) {
             st.done = st.queued;
         } else {
             st.done = generation;
+            if st.pending.is_empty() {
+                // what came meanwhile folded to nothing
+                st.done = st.queued;
+            }
         }
         shared.changed.notify_all();
     }

@@ -47,6 +47,7 @@ impl MinerPool {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("miner-{i}"))
+            .start_handler(|_| crate::flusher::lower_thread_priority(crate::flusher::MINER_NICE))
             .build()
             .map_err(std::io::Error::other)?;
         Ok(MinerPool { pool, threads })

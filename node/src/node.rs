@@ -374,7 +374,12 @@ impl Node {
             if !change.is_empty() {
                 self.after_tip_change(&chain, &change);
             }
-            self.flusher.request();
+            if results
+                .iter()
+                .any(|r| r.as_ref().is_ok_and(|p| p.outcome != Outcome::Duplicate))
+            {
+                self.flusher.request();
+            }
             return results;
         }
         if let Err(e) = self.finish_batch(&chain, old_tip) {
@@ -538,8 +543,9 @@ impl Node {
             pool.insert(tx, id, account, now_ms())
         };
         if let Err(e) = inserted {
-            // confirmed in a block the indexes are still writing?
-            if matches!(e, MempoolError::NonceTooLow { .. }) {
+            // confirmed in a block the indexes are still writing? (asked
+            // over RPC only: a peer's transfers never wait on the index)
+            if from_peer.is_none() && matches!(e, MempoolError::NonceTooLow { .. }) {
                 self.wait_for_index();
                 if let Some(loc) = index::tx_location(self.store.tree(), &id)? {
                     return Err(SubmitError::AlreadyConfirmed {

@@ -125,16 +125,28 @@ impl SigCache {
     /// to report. Blocks of a few transfers each then cost one parallel pass
     /// instead of one small one each. At most `max` signatures are checked,
     /// so that a batch never evicts what it just checked.
+    ///
+    /// Only blocks whose transfers match their header's root are checked
+    /// (as `check_block` does before any signature): a peer cannot make us
+    /// check the signatures of bodies its proof of work does not cover.
     pub fn warm(&self, blocks: &[Block], max: usize) {
-        let txs: Vec<&SignedTransfer> = blocks
-            .iter()
-            .flat_map(|b| &b.transfers)
-            .take(max.min(self.max / 2))
-            .collect();
+        let max = max.min(self.max / 2);
+        let mut txs: Vec<&SignedTransfer> = Vec::new();
+        let mut ids: Vec<TxId> = Vec::new();
+        for b in blocks {
+            if txs.len() + b.transfers.len() > max {
+                break;
+            }
+            let block_ids = tx_ids(b);
+            if cairn_consensus::block::merkle_root(&block_ids) != b.header.tx_root {
+                break;
+            }
+            txs.extend(&b.transfers);
+            ids.extend_from_slice(&block_ids[1..]);
+        }
         if txs.len() < 2 {
             return;
         }
-        let ids: Vec<TxId> = txs.par_iter().map(|t| t.id()).collect();
         let unseen: Vec<usize> = {
             let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             (0..ids.len()).filter(|&i| !g.0.contains(&ids[i])).collect()
@@ -166,12 +178,13 @@ mod tests {
                 .collect();
             blocks.push(b.extend(txs, address(7)));
         }
-        // a forged signature in the last block
+        // a forged signature in the last block (its header commits to it)
         let forged = {
             let t = &mut blocks[2].transfers[1];
             t.signature.0[0] ^= 1;
             t.id()
         };
+        blocks[2].header.tx_root = blocks[2].compute_tx_root();
         let cache = SigCache::new(1000);
         cache.warm(&blocks, 1000);
         for t in blocks.iter().flat_map(|b| &b.transfers) {
@@ -183,7 +196,7 @@ mod tests {
             cache.verify(&blocks[2].transfers, &ids),
             Err(BlockError::Transfer { index: 1, .. })
         ));
-        // at most `max` are checked
+        // at most `max` are checked, whole blocks at a time
         let fresh = SigCache::new(1000);
         fresh.warm(&blocks, 4);
         let cached = blocks
@@ -191,6 +204,16 @@ mod tests {
             .flat_map(|b| &b.transfers)
             .filter(|t| fresh.contains(&t.id()))
             .count();
-        assert_eq!(cached, 4);
+        assert_eq!(cached, 3);
+        // a body its header does not commit to: nothing from it or after it
+        let mut swapped = blocks.clone();
+        swapped[1].transfers.swap(0, 1);
+        let other = SigCache::new(1000);
+        other.warm(&swapped, 1000);
+        for (i, b) in swapped.iter().enumerate() {
+            for t in &b.transfers {
+                assert_eq!(other.contains(&t.id()), i == 0, "block {i}");
+            }
+        }
     }
 }

@@ -148,6 +148,7 @@ impl Manager {
             // without a round through the manager (each hop between
             // threads costs a wake-up)
             if partial.missing().is_empty()
+                && backend.tip().hash != header.hash()
                 && let Ok(block) = partial.rebuild()
             {
                 metrics::counter!("cairn_p2p_compact_blocks_total", "outcome" => "rebuilt")
