@@ -747,9 +747,7 @@ impl<S: ChainStore> Chain<S> {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        let mut stage = Batch::default();
-        stage.push(Op::PutBlock(hash, block.encode()));
-        stage.push(Op::PutIndex(hash, entry));
+        let stage = block_write(hash, &block, entry);
         // A valid child of the tip is connected at once, as the only step:
         // the block goes into the same atomic write as its connection (one
         // store commit on the path of every new block, not two). Otherwise
@@ -761,9 +759,11 @@ impl<S: ChainStore> Chain<S> {
             None
         };
         let staged = stage.is_some();
-        let parent = block.header.parent;
         self.index.insert(hash, entry);
-        self.children.entry(parent).or_default().push(hash);
+        self.children
+            .entry(block.header.parent)
+            .or_default()
+            .push(hash);
         self.candidates.insert(entry_key(&entry, hash));
         let activated = self.activate_best_chain_with(Some(FreshBlock {
             hash,
@@ -775,11 +775,7 @@ impl<S: ChainStore> Chain<S> {
             // its write failed with its connection: it is not stored, so
             // it must not be known either (a copy from a peer is then
             // taken again, not answered as a duplicate)
-            self.index.remove(&hash);
-            self.candidates.remove(&entry_key(&entry, hash));
-            if let Some(siblings) = self.children.get_mut(&parent) {
-                siblings.retain(|h| *h != hash);
-            }
+            self.unlink(hash);
         }
         let invalidated = activated?;
         if let Some((_, error)) = invalidated.iter().find(|(h, _)| *h == hash) {
@@ -879,10 +875,7 @@ impl<S: ChainStore> Chain<S> {
             // store it as the index now has it (it may have been marked
             // invalid or forgotten meanwhile)
             if let Some(entry) = self.index.get(&hash).copied() {
-                let mut batch = Batch::default();
-                batch.push(Op::PutBlock(hash, block.encode()));
-                batch.push(Op::PutIndex(hash, entry));
-                self.store.commit(batch)?;
+                self.store.commit(block_write(hash, &block, entry))?;
             }
         }
         Ok(invalidated)
@@ -1003,12 +996,7 @@ impl<S: ChainStore> Chain<S> {
         let mut batch = Batch::default();
         let mut stack = vec![hash];
         while let Some(h) = stack.pop() {
-            if let Some(e) = self.index.remove(&h) {
-                self.candidates.remove(&entry_key(&e, h));
-                if let Some(siblings) = self.children.get_mut(&e.header.parent) {
-                    siblings.retain(|x| *x != h);
-                }
-            }
+            self.unlink(h);
             batch.push(Op::DeleteIndex(h));
             batch.push(Op::DeleteBlock(h));
             if let Some(kids) = self.children.remove(&h) {
@@ -1017,6 +1005,17 @@ impl<S: ChainStore> Chain<S> {
         }
         self.store.commit(batch)?;
         Ok(())
+    }
+
+    /// Removes `hash` from the in-memory index, the candidates and its
+    /// parent's children (not its own children, nor the store).
+    fn unlink(&mut self, hash: BlockHash) {
+        if let Some(e) = self.index.remove(&hash) {
+            self.candidates.remove(&entry_key(&e, hash));
+            if let Some(siblings) = self.children.get_mut(&e.header.parent) {
+                siblings.retain(|x| *x != hash);
+            }
+        }
     }
 
     /// Blocks that left and joined the best chain since `old_tip` was the tip.
@@ -1047,6 +1046,14 @@ impl<S: ChainStore> Chain<S> {
 
 /// A block just stored, kept to save reading it back, with its state
 /// effects if they were computed on top of the tip of the time.
+/// The store write of a block and its index entry.
+fn block_write(hash: BlockHash, block: &Block, entry: IndexEntry) -> Batch {
+    let mut batch = Batch::default();
+    batch.push(Op::PutBlock(hash, block.encode()));
+    batch.push(Op::PutIndex(hash, entry));
+    batch
+}
+
 struct FreshBlock {
     hash: BlockHash,
     block: Arc<Block>,

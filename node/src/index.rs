@@ -563,11 +563,51 @@ mod tests {
     use crate::store::SledStore;
     use crate::verify::verify_signatures;
     use cairn_consensus::testkit::{self, ChainBuilder, address};
-    use cairn_consensus::{COIN, Height};
+    use cairn_consensus::{COIN, Height, SignedTransfer};
     use cairn_genesis::testkit::network;
     use std::sync::Arc;
 
     const NOW: u64 = u64::MAX / 2;
+
+    /// A store with a chain on a builder's genesis (three funded keys).
+    fn open() -> (
+        tempfile::TempDir,
+        Arc<SledStore>,
+        ChainBuilder,
+        Chain<Arc<SledStore>>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap());
+        let a = ChainBuilder::new(testkit::params(), 3, Amount(100 * COIN));
+        let (chain, _) = Chain::open(
+            store.clone(),
+            &network(&a),
+            verify_signatures,
+            ChainConfig::default(),
+        )
+        .unwrap();
+        (dir, store, a, chain)
+    }
+
+    /// The index after branch `b` (without `t2`, with `t3` in its second
+    /// block, rewards to address 8) replaced the branch that mined to 7.
+    fn assert_indexed_branch_b(
+        tree: &sled::Tree,
+        b: &ChainBuilder,
+        t2: &SignedTransfer,
+        t3: &SignedTransfer,
+    ) {
+        assert_eq!(tx_location(tree, &t2.id()).unwrap(), None);
+        let loc = tx_location(tree, &t3.id()).unwrap().unwrap();
+        assert_eq!(loc.block, b.blocks[2].hash());
+        let mined: Vec<_> = history(tree, &address(7), None, 10).unwrap();
+        assert!(
+            mined.is_empty(),
+            "the old branch's rewards left the history"
+        );
+        assert_eq!(history(tree, &address(8), None, 10).unwrap().len(), 3);
+        assert_eq!(tip(tree).unwrap(), Some(b.tip_hash()));
+    }
 
     #[test]
     fn a_plan_folds_changes_into_the_shortest_path() {
@@ -599,17 +639,8 @@ mod tests {
 
     #[test]
     fn the_indexer_thread_follows_a_reorg_and_readers_wait_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap());
-        let mut a = ChainBuilder::new(testkit::params(), 3, Amount(100 * COIN));
+        let (_dir, store, mut a, mut chain) = open();
         let mut b = a.clone();
-        let (mut chain, _) = Chain::open(
-            store.clone(),
-            &network(&a),
-            verify_signatures,
-            ChainConfig::default(),
-        )
-        .unwrap();
         catch_up(&chain, store.tree()).unwrap();
         let indexer = Indexer::start(store.clone(), 0).unwrap();
         let mut generation = 0;
@@ -639,19 +670,7 @@ mod tests {
             g = feed(&mut chain, blk);
         }
         assert!(indexer.wait_for(g, Duration::from_secs(10)));
-        assert_eq!(tx_location(store.tree(), &t2.id()).unwrap(), None);
-        let loc = tx_location(store.tree(), &t3.id()).unwrap().unwrap();
-        assert_eq!(loc.block, b.blocks[2].hash());
-        assert!(
-            history(store.tree(), &address(7), None, 10)
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            history(store.tree(), &address(8), None, 10).unwrap().len(),
-            3
-        );
-        assert_eq!(tip(store.tree()).unwrap(), Some(b.tip_hash()));
+        assert_indexed_branch_b(store.tree(), &b, &t2, &t3);
         // a generation never reached is waited for only as long as asked
         assert!(!indexer.wait_for(g + 1, Duration::from_millis(20)));
         indexer.stop();
@@ -659,17 +678,8 @@ mod tests {
 
     #[test]
     fn follows_the_best_chain_through_a_reorg() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap());
-        let mut a = ChainBuilder::new(testkit::params(), 3, Amount(100 * COIN));
+        let (_dir, store, mut a, mut chain) = open();
         let mut b = a.clone();
-        let (mut chain, _) = Chain::open(
-            store.clone(),
-            &network(&a),
-            verify_signatures,
-            ChainConfig::default(),
-        )
-        .unwrap();
         let t1 = a.transfer(0, address(1), Amount(COIN), Amount(5), 0);
         a.extend(vec![t1], address(7));
         let t2 = a.transfer(0, address(1), Amount(2 * COIN), Amount(5), 0);
@@ -704,19 +714,7 @@ mod tests {
         }
         assert_eq!(chain.tip_hash(), b.tip_hash());
         catch_up(&chain, store.tree()).unwrap();
-        assert_eq!(tx_location(store.tree(), &t2.id()).unwrap(), None);
-        let loc = tx_location(store.tree(), &t3.id()).unwrap().unwrap();
-        assert_eq!(loc.block, b.blocks[2].hash());
-        let mined: Vec<_> = history(store.tree(), &address(7), None, 10).unwrap();
-        assert!(
-            mined.is_empty(),
-            "the old branch's rewards left the history"
-        );
-        assert_eq!(
-            history(store.tree(), &address(8), None, 10).unwrap().len(),
-            3
-        );
-        assert_eq!(tip(store.tree()).unwrap(), Some(b.tip_hash()));
+        assert_indexed_branch_b(store.tree(), &b, &t2, &t3);
         assert_eq!(chain.hash_at(Height(3)), Some(b.tip_hash()));
     }
 }

@@ -370,10 +370,7 @@ impl Node {
         if let Source::Peer(_) = source {
             // reported to nobody: publish and relay first, flush behind
             // (see `flusher`)
-            let change = chain.tip_change_since(old_tip);
-            if !change.is_empty() {
-                self.after_tip_change(&chain, &change);
-            }
+            self.follow_tip(&chain, old_tip);
             if results
                 .iter()
                 .any(|r| r.as_ref().is_ok_and(|p| p.outcome != Outcome::Duplicate))
@@ -402,11 +399,17 @@ impl Node {
         old_tip: BlockHash,
     ) -> Result<(), ChainError> {
         let flushed = chain.flush();
+        self.follow_tip(chain, old_tip);
+        flushed
+    }
+
+    /// Brings everything that follows the best chain up to it, if it moved
+    /// since `old_tip`.
+    fn follow_tip(&self, chain: &Chain<Arc<SledStore>>, old_tip: BlockHash) {
         let change = chain.tip_change_since(old_tip);
         if !change.is_empty() {
             self.after_tip_change(chain, &change);
         }
-        flushed
     }
 
     /// Processes one block; see [`Node::submit_blocks`].
@@ -637,8 +640,7 @@ impl Node {
                 break;
             }
             let height = block.header.height.0;
-            let r = process_logged(&mut chain, block, Source::Miner, false);
-            match r {
+            match process_logged(&mut chain, block, Source::Miner, false) {
                 Ok(p) => {
                     self.lab.mined(p.hash, height, now_ms());
                     hashes.push(p.hash);
