@@ -10,7 +10,8 @@
 //!    chain; and a boaster that reconnects at once, again and again;
 //! 2. a long low-work header chain (presync within the header budget; the
 //!    50,000-header size of the issue runs with `--ignored`);
-//! 3. announcements and orphan blocks that never connect;
+//! 3. announcements and orphan blocks that never connect (and one that
+//!    does not connect yet, made while headers are asked for: asked again);
 //! 4. slow readers: tests/p2p_memory.rs (a victim process, for its memory);
 //! 5. one block named many times in one request;
 //! 6. floods of transfer announcements and of pings;
@@ -558,6 +559,69 @@ async fn announcements_that_never_connect_disconnect_without_a_ban_and_sync_goes
     assert_eq!(bans(&victim).await, Vec::<String>::new());
     victim.stop().await;
     honest.stop().await;
+}
+
+/// An announcement that does not connect, made while the victim's headers
+/// request to its sender is out, is asked for again once the answer is in:
+/// the answer shows the sender's chain as it was, which may end before the
+/// announced block, and nothing else would ask for it (an honest node
+/// relaying blocks faster than the victim connects them does exactly this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_announced_while_headers_are_asked_for_is_asked_for_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = victim_config(&dir.path().join("victim"));
+    // the victim asks the raw peer for blocks it never sends: time enough
+    cfg.p2p.request_timeout_ms = 20_000;
+    cfg.p2p.stall_ms = 20_000;
+    let victim = launch(cfg).await;
+    let g = HeaderMeta::genesis(dev().genesis.header);
+    let chain = Served::new(header_chain(&g, 6, 0xa9a1));
+    let h = |n: usize| chain.headers[n - 1];
+    let mut a = RawPeer::connect(p2p(&victim), hello(dev().genesis_hash))
+        .await
+        .unwrap();
+
+    // block 3 does not connect: the victim asks for headers
+    a.send(&Message::NewHeaders(vec![h(3)])).await.unwrap();
+    let first = a.expect_get_headers(WAIT).await;
+    // block 6, while that request is out: the victim notes it
+    a.send(&Message::NewHeaders(vec![h(6)])).await.unwrap();
+    let remote = a.local.to_string();
+    wait_for(
+        "the victim to note the announcement",
+        WAIT,
+        || {
+            let found =
+                !log_lines(&[&remote, "announced a block that does not connect"]).is_empty();
+            async move { found.then_some(()) }
+        },
+        || async { "no such log line".to_string() },
+    )
+    .await;
+    // the answer, as of when block 3 was our tip: blocks 1 to 3
+    let answer = chain.answer(&first);
+    assert_eq!(answer.len(), 6, "the first locator starts at genesis");
+    a.send(&Message::Headers(answer[..3].to_vec()))
+        .await
+        .unwrap();
+    // the victim asks again, from block 3, and learns of block 6
+    let again = a.expect_get_headers(WAIT).await;
+    assert_eq!(again.first(), Some(&h(3).hash()), "{again:?}");
+    a.send(&Message::Headers(chain.answer(&again)))
+        .await
+        .unwrap();
+    wait_for(
+        "the victim to know the headers up to block 6",
+        WAIT,
+        || {
+            let status = victim.p2p.as_ref().unwrap().status();
+            async move { (status.best_header_height == 6).then_some(()) }
+        },
+        || async { format!("{:?}", victim.p2p.as_ref().unwrap().status()) },
+    )
+    .await;
+    assert_eq!(bans(&victim).await, Vec::<String>::new());
+    victim.stop().await;
 }
 
 // ----- 5. the same block many times -----

@@ -423,12 +423,13 @@ impl std::io::Write for Capture {
     }
 }
 
-/// Captures the P2P layer's log lines (info and above; with
-/// `CAIRN_TEST_LOG` set, its filter too, printed as they come).
+/// Captures the P2P layer's log lines (info and above, the header sync's
+/// debug lines too; with `CAIRN_TEST_LOG` set, its filter too, printed as
+/// they come).
 pub fn capture_logs() {
     let filter = match std::env::var("CAIRN_TEST_LOG") {
-        Ok(f) => format!("cairn_p2p=info,{f}"),
-        Err(_) => "warn,cairn_p2p=info".into(),
+        Ok(f) => format!("cairn_p2p=info,cairn_p2p::sync=debug,{f}"),
+        Err(_) => "warn,cairn_p2p=info,cairn_p2p::sync=debug".into(),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

@@ -115,6 +115,10 @@ pub(crate) struct Peer {
     pub headers_checking: bool,
     /// More headers to ask for once the tree has room.
     pub headers_deferred: Option<BlockHash>,
+    /// It announced a block that did not connect while our headers request
+    /// was out: ask again once that answer is in, as the answer may end
+    /// before the announced block.
+    pub headers_again: bool,
     pub unconnecting: u32,
     pub known_blocks: Recent<BlockHash>,
     pub known_txs: Recent<TxId>,
@@ -831,6 +835,7 @@ impl Manager {
             headers_request: None,
             headers_checking: false,
             headers_deferred: None,
+            headers_again: false,
             unconnecting: 0,
             known_blocks,
             known_txs: Recent::new(65_536),

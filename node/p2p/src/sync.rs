@@ -7,7 +7,10 @@
 //!   `headers.rs`). A peer that claims more work than its headers show, or
 //!   does not answer in time, is dropped and the next one asked.
 //! - Announced headers (`NewHeaders`) are validated the same way; one that
-//!   does not connect makes us ask its sender for headers.
+//!   does not connect makes us ask its sender for headers, or, when a
+//!   request to it is already out, ask again once that answer is in (the
+//!   answer may end before the announced block). Only the asking counts
+//!   towards the limit of announcements that never connect.
 //! - Blocks of the best header chain are downloaded from the peers whose
 //!   validated headers contain them ([`crate::download`]) and handed to the
 //!   node in order, one batch at a time.
@@ -48,7 +51,12 @@ impl Manager {
                 answer,
                 full,
                 continues,
-            } => self.on_headers_checked(id, result, answer, full, continues),
+            } => {
+                self.on_headers_checked(id, result, answer, full, continues);
+                if answer {
+                    self.ask_again_if_announced(id);
+                }
+            }
             Job::BlocksProcessed { blocks, verdicts } => self.on_blocks_processed(blocks, verdicts),
             Job::TxsUnknown { id, ids } => self.request_txs(id, ids),
             Job::MempoolIds { id, ids } => self.announce_mempool(id, ids),
@@ -157,9 +165,30 @@ impl Manager {
         if headers.is_empty() {
             // it has nothing after our locator
             self.after_peer_done(id, request.first.and_then(|h| self.tree.get(&h).copied()));
+            self.ask_again_if_announced(id);
             return;
         }
         self.check_headers(id, headers, true, full);
+    }
+
+    /// After an answer to our headers request: if the peer announced a
+    /// block that did not connect while the request was out, ask again
+    /// (the answer showed its chain as it was when it answered, which may
+    /// end before that block; nothing else would ask for it).
+    fn ask_again_if_announced(&mut self, id: u64) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !p.headers_again
+            || p.headers_request.is_some()
+            || p.headers_checking
+            || p.headers_deferred.is_some()
+        {
+            // not wanted, or a request that is still to come will do
+            return;
+        }
+        p.headers_again = false;
+        self.request_headers(id, None, false);
     }
 
     pub(crate) fn on_new_headers(&mut self, id: u64, headers: Vec<BlockHeader>) {
@@ -247,10 +276,24 @@ impl Manager {
                 return;
             }
             Err(HeaderBatchError::Unconnected { .. }) if !answer => {
-                // an announcement on a chain we do not know (yet): ask
+                // an announcement on a chain we do not know (yet): ask, or,
+                // with a request out, once its answer is in. Only the asking
+                // counts: an honest peer relaying a burst of blocks faster
+                // than we connect them sends many such announcements.
                 let Some(p) = self.peers.get_mut(&id) else {
                     return;
                 };
+                if p.headers_request.is_some() || p.headers_checking || p.headers_deferred.is_some()
+                {
+                    if !p.headers_again {
+                        tracing::debug!(
+                            "peer {id} ({}) announced a block that does not connect while our headers request is out: asking again after the answer",
+                            p.remote
+                        );
+                    }
+                    p.headers_again = true;
+                    return;
+                }
                 p.unconnecting += 1;
                 if p.unconnecting > crate::manager::MAX_UNCONNECTING {
                     self.misbehaved(id, Misbehaviour::UnconnectingHeaders);
