@@ -9,10 +9,12 @@
 //!   chain commit, a submission can never slip in between a block and the
 //!   clean-up that block causes.
 //! - A block is reported accepted (mined here, submitted over RPC) only
-//!   after the store is flushed. A block from a peer is reported to nobody:
-//!   it is published and relayed first and flushed behind ([`crate::flusher`]).
-//! - After every change of the best chain, in order: the change is queued
-//!   for the indexer and the tip generation moves, the mempool drops
+//!   after the store is flushed; it is relayed to peers before the flush.
+//!   A block from a peer is reported to nobody: it is published and
+//!   relayed first and flushed behind ([`crate::flusher`]).
+//! - After every change of the best chain, in order: the P2P layer is told
+//!   (relay), the change is queued for the indexer and the tip generation
+//!   moves, the mempool drops
 //!   confirmed and stale transfers and takes back those of disconnected
 //!   blocks, the tip snapshot moves, subscribers and the miner are told.
 //!   Readers of the indexes wait for the generation they saw
@@ -389,27 +391,61 @@ impl Node {
         results
     }
 
-    /// After a batch of blocks: flushes (nothing is reported accepted
-    /// before), then brings everything that follows the best chain up to it.
-    /// The followers are updated even when the flush fails: the chain in
-    /// memory has moved either way.
+    /// After a batch of blocks reported to their sender: relays the new
+    /// tip to peers, flushes (nothing is reported accepted before), then
+    /// brings everything else that follows the best chain up to it. Peers
+    /// get the block before the fsync, as a peer's block is relayed before
+    /// it is flushed: a peer that has it loses nothing if we crash. The
+    /// followers are updated even when the flush fails: the chain in memory
+    /// has moved either way.
     fn finish_batch(
         &self,
         chain: &Chain<Arc<SledStore>>,
         old_tip: BlockHash,
     ) -> Result<(), ChainError> {
-        let flushed = chain.flush();
-        self.follow_tip(chain, old_tip);
-        flushed
-    }
-
-    /// Brings everything that follows the best chain up to it, if it moved
-    /// since `old_tip`.
-    fn follow_tip(&self, chain: &Chain<Arc<SledStore>>, old_tip: BlockHash) {
         let change = chain.tip_change_since(old_tip);
+        if !change.is_empty() {
+            self.relay_tip_change(chain, &change);
+        }
+        let flushed = chain.flush();
         if !change.is_empty() {
             self.after_tip_change(chain, &change);
         }
+        flushed
+    }
+
+    /// Relays the best chain and brings everything that follows it up to
+    /// it, if it moved since `old_tip`.
+    fn follow_tip(&self, chain: &Chain<Arc<SledStore>>, old_tip: BlockHash) {
+        let change = chain.tip_change_since(old_tip);
+        if !change.is_empty() {
+            self.relay_tip_change(chain, &change);
+            self.after_tip_change(chain, &change);
+        }
+    }
+
+    /// Tells the P2P layer (and other event subscribers) that the best
+    /// chain moved: the first thing done after a change, so that relaying
+    /// waits neither for the fsync nor for the mempool clean-up.
+    fn relay_tip_change(&self, chain: &Chain<Arc<SledStore>>, change: &TipChange) {
+        let tip = snapshot(chain);
+        let skip = change.connected.len().saturating_sub(ANNOUNCED_HEADERS);
+        let announced: Vec<BlockHeader> = change.connected[skip..]
+            .iter()
+            .filter_map(|h| chain.entry(h).map(|e| e.header))
+            .collect();
+        let _ = self.events.send(Event::TipChanged {
+            tip: cairn_p2p::ChainTip {
+                hash: tip.hash,
+                height: tip.header.height.0,
+                work: tip.work,
+                header: tip.header,
+            },
+            connected: announced,
+            tip_block: chain.recent_block(&tip.hash),
+            connected_count: change.connected.len() as u64,
+            disconnected: change.disconnected.len() as u64,
+        });
     }
 
     /// Processes one block; see [`Node::submit_blocks`].
@@ -481,32 +517,12 @@ impl Node {
                 tracing::info!("{back} transfers from disconnected blocks returned to the mempool");
             }
         }
-        let tip = snapshot(chain);
-        *self.tip.write().unwrap_or_else(|p| p.into_inner()) = tip.clone();
-        let mut announced = Vec::with_capacity(change.connected.len().min(ANNOUNCED_HEADERS));
+        *self.tip.write().unwrap_or_else(|p| p.into_inner()) = snapshot(chain);
         for h in &change.connected {
             if let Some(e) = chain.entry(h) {
                 let _ = self.heads.send(header_view(*h, &e.header));
             }
         }
-        let skip = change.connected.len().saturating_sub(ANNOUNCED_HEADERS);
-        for h in &change.connected[skip..] {
-            if let Some(e) = chain.entry(h) {
-                announced.push(e.header);
-            }
-        }
-        let _ = self.events.send(Event::TipChanged {
-            tip: cairn_p2p::ChainTip {
-                hash: tip.hash,
-                height: tip.header.height.0,
-                work: tip.work,
-                header: tip.header,
-            },
-            connected: announced,
-            tip_block: chain.recent_block(&tip.hash),
-            connected_count: change.connected.len() as u64,
-            disconnected: change.disconnected.len() as u64,
-        });
     }
 
     // ----- transfers -----
