@@ -879,6 +879,7 @@ impl Manager {
         );
         let info = peer.info(id);
         let outbound = peer.direction == Direction::Outbound;
+        let chosen = outbound || peer.local;
         let best_hash = peer.hint.unwrap_or_default();
         self.peers.insert(id, peer);
         if let Some(w) = self.add_waiters.remove(&id) {
@@ -912,6 +913,12 @@ impl Manager {
                     .map(|s| s.meta);
                 Some(Job::HelloResolved { id, best })
             });
+        }
+        if chosen {
+            // a peer we chose that claims more: ask now rather than at the
+            // next tick (a peer that dialled us waits for the tick, so that
+            // a claim never makes a stranger go first)
+            self.start_catch_up();
         }
         let progress = self.current_progress();
         self.publish_status(progress);

@@ -429,30 +429,37 @@ impl Manager {
                 self.request_headers(id, Some(from), true);
             }
         }
+        self.start_catch_up();
+        self.schedule_blocks();
+        self.submit_ready();
+        self.publish_progress();
+    }
+
+    /// Starts the catch-up header sync (see [`Manager::sync_tick`]) unless
+    /// one is running.
+    pub(crate) fn start_catch_up(&mut self) {
         let catching_up = self.peers.values().any(|p| {
             p.headers_request.is_some_and(|r| r.catch_up)
                 || p.headers_checking
                 || p.headers_deferred.is_some()
         });
-        if !catching_up {
-            let known = self.known_work();
-            let next = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.headers_request.is_none() && !p.headers_checking)
-                .filter(|(_, p)| p.claimed_work.is_some_and(|c| c > known))
-                .min_by_key(|(id, p)| {
-                    let chosen = p.direction == Direction::Outbound || p.local;
-                    (!chosen, p.connected_at, **id)
-                })
-                .map(|(id, _)| *id);
-            if let Some(id) = next {
-                self.request_headers(id, None, true);
-            }
+        if catching_up {
+            return;
         }
-        self.schedule_blocks();
-        self.submit_ready();
-        self.publish_progress();
+        let known = self.known_work();
+        let next = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.headers_request.is_none() && !p.headers_checking)
+            .filter(|(_, p)| p.claimed_work.is_some_and(|c| c > known))
+            .min_by_key(|(id, p)| {
+                let chosen = p.direction == Direction::Outbound || p.local;
+                (!chosen, p.connected_at, **id)
+            })
+            .map(|(id, _)| *id);
+        if let Some(id) = next {
+            self.request_headers(id, None, true);
+        }
     }
 
     /// Sends block requests the downloader decides on.
