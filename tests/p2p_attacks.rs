@@ -624,6 +624,51 @@ async fn a_block_announced_while_headers_are_asked_for_is_asked_for_again() {
     victim.stop().await;
 }
 
+/// Announcing the same block that never connects again while each request
+/// is out does not get around the limit: asking again counts too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_announcement_repeated_while_headers_are_asked_for_still_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = launch(victim_config(&dir.path().join("victim"))).await;
+    let mut a = RawPeer::connect(p2p(&victim), hello(dev().genesis_hash))
+        .await
+        .unwrap();
+    let remote = a.local.to_string();
+    let noted = || log_lines(&[&remote, "announced a block that does not connect"]).len();
+    let x = Message::NewHeaders(vec![unconnected_header(0xa9a2)]);
+    a.send(&x).await.unwrap();
+    let mut rounds = 0;
+    loop {
+        match a.recv(WAIT).await {
+            Recv::Msg(Message::GetHeaders(_)) => {}
+            Recv::Msg(_) => continue,
+            Recv::Closed => break,
+            Recv::Quiet => panic!("the victim neither asked again nor dropped the peer"),
+        }
+        rounds += 1;
+        assert!(rounds <= 20, "still asked after {rounds} rounds");
+        // the same announcement while the request is out, noted, then an
+        // empty answer
+        a.send(&x).await.unwrap();
+        wait_for(
+            "the victim to note the announcement",
+            WAIT,
+            || {
+                let n = noted();
+                async move { (n >= rounds).then_some(()) }
+            },
+            || async { format!("noted {} times", noted()) },
+        )
+        .await;
+        a.send(&Message::Headers(vec![])).await.unwrap();
+    }
+    println!("dropped after {rounds} requests");
+    assert!(rounds > 5, "dropped after only {rounds} requests");
+    wait_log(a.local, "never connect").await;
+    assert_eq!(bans(&victim).await, Vec::<String>::new());
+    victim.stop().await;
+}
+
 // ----- 5. the same block many times -----
 
 /// Reads until block `marker` arrives; returns the blocks and not-found

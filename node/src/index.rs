@@ -24,7 +24,9 @@
 //! block validation, relay and RPC up for 100-300 ms on 2 cores. A step
 //! written in several batches marks its block pending in the first and
 //! clears the mark with the last; [`catch_up`] undoes a step a crash cut
-//! short (see [`undo_pending`]).
+//! short (see [`undo_pending`]). Readers that wait for the index
+//! ([`Indexer::wait_for`]) see whole steps; one that does not (a page of
+//! history while a block is being written) may see part of a block.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -258,16 +260,24 @@ fn undo_pending(
     let Some(mut b) = pending(tree)? else {
         return Ok(tip);
     };
+    if tip.is_none() {
+        // a rebuild (or no index yet) clears everything anyway
+        return Ok(None);
+    }
     while Some(b) != tip && !chain.is_main(&b) {
-        let Some(entry) = chain.entry(&b) else {
+        let block = match (chain.entry(&b), load(chain, &b)) {
+            (Some(entry), Ok(block)) => Some((entry.header.parent, block)),
+            _ => None,
+        };
+        let Some((parent, block)) = block else {
+            // its records cannot be listed without the block itself
             tracing::warn!(
-                "pending index block {b} is unknown to the chain; rebuilding the indexes"
+                "pending index block {b} is unknown or unreadable; rebuilding the indexes"
             );
             clear(tree)?;
             return Ok(None);
         };
-        let parent = entry.header.parent;
-        let ops = records(&load(chain, &b)?, b)
+        let ops = records(&block, b)
             .into_iter()
             .map(|(k, _)| (k, None))
             .collect();
@@ -857,6 +867,17 @@ mod tests {
             assert_eq!(tx_location(tree, id).unwrap().unwrap().block, hash);
         }
         assert_eq!(history(tree, &address(1), None, 500).unwrap().len(), 100);
+        assert_eq!(tip(tree).unwrap(), Some(hash));
+        assert_eq!(pending(tree).unwrap(), None);
+
+        // a pending block the chain does not know: the index is rebuilt
+        tree.insert(PENDING_KEY, &[7u8; 32][..]).unwrap();
+        tree.insert(tx_key(&TxId([9; 32])), &b"stale"[..]).unwrap();
+        catch_up(&chain, tree).unwrap();
+        assert_eq!(tree.get(tx_key(&TxId([9; 32]))).unwrap(), None);
+        for id in &ids {
+            assert_eq!(tx_location(tree, id).unwrap().unwrap().block, hash);
+        }
         assert_eq!(tip(tree).unwrap(), Some(hash));
         assert_eq!(pending(tree).unwrap(), None);
     }

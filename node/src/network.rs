@@ -45,7 +45,7 @@ impl ChainBackend for NodeBackend {
     }
 
     fn tip(&self) -> ChainTip {
-        let t = self.0.tip();
+        let t = self.0.relayed_tip();
         ChainTip {
             hash: t.hash,
             height: t.header.height.0,
@@ -73,7 +73,7 @@ impl ChainBackend for NodeBackend {
     fn locator(&self) -> Result<Vec<BlockHash>, BackendError> {
         let store = self.0.store();
         let mut out = Vec::new();
-        let mut h = self.0.tip().header.height.0;
+        let mut h = self.0.relayed_tip().header.height.0;
         let mut step = 1u64;
         loop {
             if let Some(hash) = store.hash_at(Height(h)).map_err(backend_err)? {
@@ -101,7 +101,7 @@ impl ChainBackend for NodeBackend {
         max: usize,
     ) -> Result<Vec<BlockHeader>, BackendError> {
         let store = self.0.store();
-        let tip = self.0.tip().header.height.0;
+        let tip = self.0.relayed_tip().header.height.0;
         let mut start = 1;
         for hash in locator {
             if let Some(e) = store.index_entry(hash).map_err(backend_err)?

@@ -140,6 +140,8 @@ pub struct Node {
     mempool: Mutex<Mempool>,
     sig_cache: Arc<SigCache>,
     tip: RwLock<TipSnapshot>,
+    /// The tip as peers know it (see [`Node::relayed_tip`]).
+    relayed: RwLock<TipSnapshot>,
     tip_gen: AtomicU64,
     heads: broadcast::Sender<HeaderView>,
     events: broadcast::Sender<Event>,
@@ -264,6 +266,7 @@ impl Node {
             chain: Mutex::new(chain),
             mempool: Mutex::new(mempool),
             sig_cache,
+            relayed: RwLock::new(tip.clone()),
             tip: RwLock::new(tip),
             tip_gen: AtomicU64::new(0),
             heads,
@@ -302,8 +305,22 @@ impl Node {
         f(&lock(&self.mempool))
     }
 
+    /// The tip as the RPC shows it: it moves once a block mined here is
+    /// durable, and with the indexes' generation and the mempool clean-up.
     pub fn tip(&self) -> TipSnapshot {
         self.tip.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The tip as peers know it: it moves when a new tip is relayed, which
+    /// for a block mined here is before its fsync. What the P2P layer reads
+    /// (its own tip, the headers it serves, its locator) follows this one,
+    /// so a peer asking for headers after our announcement gets the
+    /// announced block.
+    pub fn relayed_tip(&self) -> TipSnapshot {
+        self.relayed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Incremented on every change of the best chain.
@@ -429,6 +446,7 @@ impl Node {
     /// waits neither for the fsync nor for the mempool clean-up.
     fn relay_tip_change(&self, chain: &Chain<Arc<SledStore>>, change: &TipChange) {
         let tip = snapshot(chain);
+        *self.relayed.write().unwrap_or_else(|p| p.into_inner()) = tip.clone();
         let skip = change.connected.len().saturating_sub(ANNOUNCED_HEADERS);
         let announced: Vec<BlockHeader> = change.connected[skip..]
             .iter()

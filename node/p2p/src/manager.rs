@@ -115,10 +115,10 @@ pub(crate) struct Peer {
     pub headers_checking: bool,
     /// More headers to ask for once the tree has room.
     pub headers_deferred: Option<BlockHash>,
-    /// It announced a block that did not connect while our headers request
-    /// was out: ask again once that answer is in, as the answer may end
-    /// before the announced block.
-    pub headers_again: bool,
+    /// A block it announced that did not connect while our headers request
+    /// was out: ask again once that answer is in, unless the answer showed
+    /// it (the answer may end before it).
+    pub headers_again: Option<BlockHash>,
     pub unconnecting: u32,
     pub known_blocks: Recent<BlockHash>,
     pub known_txs: Recent<TxId>,
@@ -835,7 +835,7 @@ impl Manager {
             headers_request: None,
             headers_checking: false,
             headers_deferred: None,
-            headers_again: false,
+            headers_again: None,
             unconnecting: 0,
             known_blocks,
             known_txs: Recent::new(65_536),

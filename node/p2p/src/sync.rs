@@ -10,7 +10,8 @@
 //!   does not connect makes us ask its sender for headers, or, when a
 //!   request to it is already out, ask again once that answer is in (the
 //!   answer may end before the announced block). Only the asking counts
-//!   towards the limit of announcements that never connect.
+//!   towards the limit of announcements that never connect, the asking
+//!   again included.
 //! - Blocks of the best header chain are downloaded from the peers whose
 //!   validated headers contain them ([`crate::download`]) and handed to the
 //!   node in order, one batch at a time.
@@ -176,18 +177,40 @@ impl Manager {
     /// (the answer showed its chain as it was when it answered, which may
     /// end before that block; nothing else would ask for it).
     fn ask_again_if_announced(&mut self, id: u64) {
+        let known = |h: &BlockHash| self.tree.contains(h) || self.tip.hash == *h;
+        let Some(p) = self.peers.get(&id) else {
+            return;
+        };
+        let Some(announced) = p.headers_again else {
+            return;
+        };
+        if p.headers_request.is_some() || p.headers_checking || p.headers_deferred.is_some() {
+            // a request that is still to come will do
+            return;
+        }
+        let known = known(&announced);
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.headers_again = None;
+        }
+        if !known {
+            self.ask_unconnected(id);
+        }
+    }
+
+    /// Asks `id` for headers after an announcement of a block we cannot
+    /// connect. Each such request counts: a peer that keeps announcing
+    /// blocks it never shows the way to is dropped after
+    /// [`MAX_UNCONNECTING`](crate::manager::MAX_UNCONNECTING) of them in a
+    /// row (headers that connect reset the count).
+    fn ask_unconnected(&mut self, id: u64) {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
-        if !p.headers_again
-            || p.headers_request.is_some()
-            || p.headers_checking
-            || p.headers_deferred.is_some()
-        {
-            // not wanted, or a request that is still to come will do
+        p.unconnecting += 1;
+        if p.unconnecting > crate::manager::MAX_UNCONNECTING {
+            self.misbehaved(id, Misbehaviour::UnconnectingHeaders);
             return;
         }
-        p.headers_again = false;
         self.request_headers(id, None, false);
     }
 
@@ -275,31 +298,27 @@ impl Manager {
                 self.misbehaved(id, Misbehaviour::InvalidHeaders(e.to_string()));
                 return;
             }
-            Err(HeaderBatchError::Unconnected { .. }) if !answer => {
+            Err(HeaderBatchError::Unconnected { hash, .. }) if !answer => {
                 // an announcement on a chain we do not know (yet): ask, or,
-                // with a request out, once its answer is in. Only the asking
-                // counts: an honest peer relaying a burst of blocks faster
-                // than we connect them sends many such announcements.
+                // with a request out, once its answer is in (unless the
+                // answer shows it). Only the asking counts: an honest peer
+                // relaying a burst of blocks faster than we connect them
+                // sends many such announcements.
                 let Some(p) = self.peers.get_mut(&id) else {
                     return;
                 };
                 if p.headers_request.is_some() || p.headers_checking || p.headers_deferred.is_some()
                 {
-                    if !p.headers_again {
+                    if p.headers_again.is_none() {
                         tracing::debug!(
                             "peer {id} ({}) announced a block that does not connect while our headers request is out: asking again after the answer",
                             p.remote
                         );
                     }
-                    p.headers_again = true;
+                    p.headers_again = Some(hash);
                     return;
                 }
-                p.unconnecting += 1;
-                if p.unconnecting > crate::manager::MAX_UNCONNECTING {
-                    self.misbehaved(id, Misbehaviour::UnconnectingHeaders);
-                    return;
-                }
-                self.request_headers(id, None, false);
+                self.ask_unconnected(id);
                 return;
             }
             Err(HeaderBatchError::Unconnected { hash, parent }) => {
