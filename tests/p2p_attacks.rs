@@ -561,6 +561,24 @@ async fn announcements_that_never_connect_disconnect_without_a_ban_and_sync_goes
     honest.stop().await;
 }
 
+/// Waits until the victim's log has said `times` times that the peer at
+/// `addr` announced a block that does not connect while a headers request
+/// to it was out (said once each time it starts waiting for an answer).
+async fn wait_noted(addr: SocketAddr, times: usize) {
+    let a = addr.to_string();
+    let noted = || log_lines(&[&a, "announced a block that does not connect"]).len();
+    wait_for(
+        "the victim to note the announcement",
+        WAIT,
+        || {
+            let n = noted();
+            async move { (n >= times).then_some(()) }
+        },
+        || async { format!("noted {} times of {times}", noted()) },
+    )
+    .await;
+}
+
 /// An announcement that does not connect, made while the victim's headers
 /// request to its sender is out, is asked for again once the answer is in:
 /// the answer shows the sender's chain as it was, which may end before the
@@ -586,18 +604,7 @@ async fn a_block_announced_while_headers_are_asked_for_is_asked_for_again() {
     let first = a.expect_get_headers(WAIT).await;
     // block 6, while that request is out: the victim notes it
     a.send(&Message::NewHeaders(vec![h(6)])).await.unwrap();
-    let remote = a.local.to_string();
-    wait_for(
-        "the victim to note the announcement",
-        WAIT,
-        || {
-            let found =
-                !log_lines(&[&remote, "announced a block that does not connect"]).is_empty();
-            async move { found.then_some(()) }
-        },
-        || async { "no such log line".to_string() },
-    )
-    .await;
+    wait_noted(a.local, 1).await;
     // the answer, as of when block 3 was our tip: blocks 1 to 3
     let answer = chain.answer(&first);
     assert_eq!(answer.len(), 6, "the first locator starts at genesis");
@@ -633,8 +640,6 @@ async fn an_announcement_repeated_while_headers_are_asked_for_still_counts() {
     let mut a = RawPeer::connect(p2p(&victim), hello(dev().genesis_hash))
         .await
         .unwrap();
-    let remote = a.local.to_string();
-    let noted = || log_lines(&[&remote, "announced a block that does not connect"]).len();
     let x = Message::NewHeaders(vec![unconnected_header(0xa9a2)]);
     a.send(&x).await.unwrap();
     let mut rounds = 0;
@@ -650,16 +655,7 @@ async fn an_announcement_repeated_while_headers_are_asked_for_still_counts() {
         // the same announcement while the request is out, noted, then an
         // empty answer
         a.send(&x).await.unwrap();
-        wait_for(
-            "the victim to note the announcement",
-            WAIT,
-            || {
-                let n = noted();
-                async move { (n >= rounds).then_some(()) }
-            },
-            || async { format!("noted {} times", noted()) },
-        )
-        .await;
+        wait_noted(a.local, rounds).await;
         a.send(&Message::Headers(vec![])).await.unwrap();
     }
     println!("dropped after {rounds} requests");

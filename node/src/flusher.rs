@@ -12,7 +12,8 @@
 //!
 //! Requests coalesce: one flush covers every request made before it began.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::lock;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::store::{ChainStore, SledStore};
@@ -34,10 +35,6 @@ pub struct Flusher {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Flusher {
     pub fn start(store: Arc<SledStore>) -> std::io::Result<Flusher> {
         let shared = Arc::new(Shared {
@@ -56,7 +53,7 @@ impl Flusher {
 
     /// Asks for everything committed so far to be made durable soon.
     pub fn request(&self) {
-        let mut st = guard(&self.shared.state);
+        let mut st = lock(&self.shared.state);
         st.requested += 1;
         self.shared.changed.notify_all();
     }
@@ -64,7 +61,7 @@ impl Flusher {
     /// Waits until every request made so far has been flushed.
     #[cfg(test)]
     pub fn wait(&self) {
-        let mut st = guard(&self.shared.state);
+        let mut st = lock(&self.shared.state);
         let target = st.requested;
         while st.done < target && !st.stop {
             st = self
@@ -77,9 +74,9 @@ impl Flusher {
 
     /// Flushes what was requested, then stops the thread.
     pub fn stop(&self) {
-        guard(&self.shared.state).stop = true;
+        lock(&self.shared.state).stop = true;
         self.shared.changed.notify_all();
-        if let Some(t) = guard(&self.thread).take() {
+        if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
     }
@@ -120,7 +117,7 @@ fn run(shared: &Shared, store: &SledStore) {
     lower_thread_priority(BACKGROUND_NICE);
     loop {
         let target = {
-            let mut st = guard(&shared.state);
+            let mut st = lock(&shared.state);
             while st.done == st.requested && !st.stop {
                 st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
             }
@@ -135,7 +132,7 @@ fn run(shared: &Shared, store: &SledStore) {
             // that peers still have
             tracing::error!("cannot flush the store: {e}");
         }
-        guard(&shared.state).done = target;
+        lock(&shared.state).done = target;
         shared.changed.notify_all();
     }
 }
@@ -153,11 +150,11 @@ mod tests {
             flusher.request();
         }
         flusher.wait();
-        let st = guard(&flusher.shared.state);
+        let st = lock(&flusher.shared.state);
         assert_eq!((st.requested, st.done), (100, 100));
         drop(st);
         flusher.stop();
         // a stopped flusher has flushed everything it was asked to
-        assert_eq!(guard(&flusher.shared.state).done, 100);
+        assert_eq!(lock(&flusher.shared.state).done, 100);
     }
 }

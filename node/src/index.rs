@@ -28,8 +28,9 @@
 //! ([`Indexer::wait_for`]) see whole steps; one that does not (a page of
 //! history while a block is being written) may see part of a block.
 
+use crate::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -174,6 +175,22 @@ fn records(block: &Block, hash: BlockHash) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// The writes that add `block`'s records.
+fn puts(block: &Block, hash: BlockHash) -> Ops {
+    records(block, hash)
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect()
+}
+
+/// The writes that remove `block`'s records.
+fn removals(block: &Block, hash: BlockHash) -> Ops {
+    records(block, hash)
+        .into_iter()
+        .map(|(k, _)| (k, None))
+        .collect()
+}
+
 /// What a step does to the index tip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TipMove {
@@ -241,10 +258,7 @@ fn apply_batches(
 
 /// The block a step cut short by a crash left pending, if any.
 fn pending(tree: &sled::Tree) -> Result<Option<BlockHash>, StoreError> {
-    Ok(tree
-        .get(PENDING_KEY)?
-        .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok())
-        .map(BlockHash))
+    read_hash(tree, PENDING_KEY)
 }
 
 /// Undoes a step a crash cut short: the records of the pending block and of
@@ -277,10 +291,7 @@ fn undo_pending(
             clear(tree)?;
             return Ok(None);
         };
-        let ops = records(&block, b)
-            .into_iter()
-            .map(|(k, _)| (k, None))
-            .collect();
+        let ops = removals(&block, b);
         apply(tree, ops, TipMove::Keep, None)?;
         b = parent;
     }
@@ -290,8 +301,13 @@ fn undo_pending(
 
 /// The last indexed block.
 pub fn tip(tree: &sled::Tree) -> Result<Option<BlockHash>, StoreError> {
+    read_hash(tree, TIP_KEY)
+}
+
+/// A block hash stored under `key`, if any.
+fn read_hash(tree: &sled::Tree, key: &[u8]) -> Result<Option<BlockHash>, StoreError> {
     Ok(tree
-        .get(TIP_KEY)?
+        .get(key)?
         .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok())
         .map(BlockHash))
 }
@@ -409,10 +425,7 @@ pub fn catch_up(chain: &Chain<impl ChainStore>, tree: &sled::Tree) -> Result<u64
         };
         let parent = entry.header.parent;
         let block = load(chain, &t)?;
-        let ops = records(&block, t)
-            .into_iter()
-            .map(|(k, _)| (k, None))
-            .collect();
+        let ops = removals(&block, t);
         apply(tree, ops, TipMove::Before(Some(parent)), Some(t))?;
         tip = Some(parent);
     }
@@ -429,7 +442,7 @@ pub fn catch_up(chain: &Chain<impl ChainStore>, tree: &sled::Tree) -> Result<u64
             break;
         };
         let block = load(chain, &hash)?;
-        ops.extend(records(&block, hash).into_iter().map(|(k, v)| (k, Some(v))));
+        ops.extend(puts(&block, hash));
         last = Some(hash);
         indexed += 1;
         if ops.len() >= 50_000 {
@@ -502,10 +515,6 @@ pub struct Indexer {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Indexer {
     /// Starts the thread; the index must already be at the chain's tip,
     /// which is tip generation `generation`.
@@ -535,7 +544,7 @@ impl Indexer {
     /// Queues a change of the best chain, which made it tip generation
     /// `generation`. Changes must be queued in the order they happened.
     pub fn push(&self, change: &TipChange, generation: u64) {
-        let mut st = guard(&self.shared.state);
+        let mut st = lock(&self.shared.state);
         st.pending.push(change);
         st.queued = generation;
         if st.failed {
@@ -554,7 +563,7 @@ impl Indexer {
     /// reader then sees the index as it is). True when it does.
     pub fn wait_for(&self, generation: u64, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
-        let mut st = guard(&self.shared.state);
+        let mut st = lock(&self.shared.state);
         while st.done < generation && !st.stop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -574,9 +583,9 @@ impl Indexer {
     /// still queued is left to the next start's [`catch_up`].
     pub fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        guard(&self.shared.state).stop = true;
+        lock(&self.shared.state).stop = true;
         self.shared.changed.notify_all();
-        if let Some(t) = guard(&self.thread).take() {
+        if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
     }
@@ -592,7 +601,7 @@ fn run(shared: &Shared, store: &SledStore) {
     crate::flusher::lower_thread_priority(crate::flusher::BACKGROUND_NICE);
     loop {
         let (plan, generation) = {
-            let mut st = guard(&shared.state);
+            let mut st = lock(&shared.state);
             while st.pending.is_empty() && !st.stop {
                 st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
             }
@@ -609,7 +618,7 @@ fn run(shared: &Shared, store: &SledStore) {
             }
             return;
         }
-        let mut st = guard(&shared.state);
+        let mut st = lock(&shared.state);
         st.busy = false;
         if let Err(e) = result {
             tracing::error!(
@@ -648,10 +657,7 @@ fn follow(store: &SledStore, plan: &Plan, stop: &AtomicBool) -> Result<(), Chain
             return Ok(());
         }
         let block = stored(store, h)?;
-        let ops = records(&block, *h)
-            .into_iter()
-            .map(|(k, _)| (k, None))
-            .collect();
+        let ops = removals(&block, *h);
         apply(
             tree,
             ops,
@@ -666,7 +672,7 @@ fn follow(store: &SledStore, plan: &Plan, stop: &AtomicBool) -> Result<(), Chain
             break;
         }
         let block = stored(store, h)?;
-        ops.extend(records(&block, *h).into_iter().map(|(k, v)| (k, Some(v))));
+        ops.extend(puts(&block, *h));
         last = Some(*h);
         if ops.len() >= 50_000 {
             apply(tree, std::mem::take(&mut ops), TipMove::After(last), last)?;
@@ -819,10 +825,7 @@ mod tests {
         let (blk, ids) = big_block(&mut a, 7);
         let hash = blk.hash();
         chain.process_block(blk.clone(), NOW).unwrap();
-        let puts = records(&blk, hash)
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
+        let puts = puts(&blk, hash);
         apply_batches(tree, puts, TipMove::After(Some(hash)), Some(hash), 1).unwrap();
         assert_eq!(pending(tree).unwrap(), Some(hash));
         assert_eq!(tip(tree).unwrap(), Some(a.blocks[0].hash()));
@@ -851,10 +854,7 @@ mod tests {
         let hash = blk.hash();
         chain.process_block(blk.clone(), NOW).unwrap();
         catch_up(&chain, tree).unwrap();
-        let removals = records(&blk, hash)
-            .into_iter()
-            .map(|(k, _)| (k, None))
-            .collect();
+        let removals = removals(&blk, hash);
         let parent = TipMove::Before(Some(blk.header.parent));
         apply_batches(tree, removals, parent, Some(hash), 1).unwrap();
         assert_eq!(pending(tree).unwrap(), Some(hash));

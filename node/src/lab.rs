@@ -4,6 +4,7 @@
 //! (`lab_getObservations`). Nothing here touches consensus: it only
 //! schedules the local miner and observes.
 
+use crate::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,10 +169,6 @@ impl Default for Lab {
             }),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Lab {

@@ -45,4 +45,11 @@ pub mod status;
 pub mod store;
 pub mod verify;
 
+/// Locks `m`, taking the data of a poisoned mutex as it is: every holder
+/// in this crate leaves its data consistent between statements, so a panic
+/// elsewhere must not take the node down with it.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub use cairn_p2p as p2p;

@@ -22,7 +22,7 @@
 //!   block is found in the index.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +36,7 @@ use tokio::sync::broadcast;
 use crate::chain::{Chain, ChainConfig, ChainError, OpenReport, Outcome, Processed, TipChange};
 use crate::config::NodeConfig;
 use crate::index;
+use crate::lock;
 use crate::mempool::{Mempool, MempoolError};
 use crate::miner::{HashrateMeter, MinerPool, Search, TemplateBase, build_template};
 use crate::store::{ChainStore, SledStore, StoreError};
@@ -155,10 +156,6 @@ pub struct Node {
     indexer: index::Indexer,
     /// Makes blocks from peers durable behind the tip.
     flusher: crate::flusher::Flusher,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The header as the API shows it.
@@ -420,25 +417,32 @@ impl Node {
         chain: &Chain<Arc<SledStore>>,
         old_tip: BlockHash,
     ) -> Result<(), ChainError> {
-        let change = chain.tip_change_since(old_tip);
-        if !change.is_empty() {
-            self.relay_tip_change(chain, &change);
-        }
-        let flushed = chain.flush();
-        if !change.is_empty() {
-            self.after_tip_change(chain, &change);
-        }
-        flushed
+        self.follow_tip_around(chain, old_tip, || chain.flush())
     }
 
     /// Relays the best chain and brings everything that follows it up to
     /// it, if it moved since `old_tip`.
     fn follow_tip(&self, chain: &Chain<Arc<SledStore>>, old_tip: BlockHash) {
+        self.follow_tip_around(chain, old_tip, || ())
+    }
+
+    /// [`Node::follow_tip`], running `between` after the relay and before
+    /// everything else.
+    fn follow_tip_around<R>(
+        &self,
+        chain: &Chain<Arc<SledStore>>,
+        old_tip: BlockHash,
+        between: impl FnOnce() -> R,
+    ) -> R {
         let change = chain.tip_change_since(old_tip);
         if !change.is_empty() {
             self.relay_tip_change(chain, &change);
+        }
+        let r = between();
+        if !change.is_empty() {
             self.after_tip_change(chain, &change);
         }
+        r
     }
 
     /// Tells the P2P layer (and other event subscribers) that the best

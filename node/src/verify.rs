@@ -30,13 +30,13 @@ pub fn ids_and_senders(transfers: &[SignedTransfer]) -> Vec<(TxId, Address)> {
     transfers.par_iter().map(|t| (t.id(), t.sender())).collect()
 }
 
-/// Checks the signatures of `transfers[i]` for each `i` in `indices`, in
-/// parallel; reports the lowest failing index.
 /// Below this many transfers, cheap per-transfer work (ids, cache
 /// lookups, a small block's state) is done on the calling thread: waking
 /// the pool's threads costs more than it saves.
 pub const PARALLEL_MIN: usize = 32;
 
+/// Checks the signatures of `transfers[i]` for each `i` in `indices`, in
+/// parallel; reports the lowest failing index.
 fn verify_some(transfers: &[SignedTransfer], indices: &[usize]) -> Result<(), BlockError> {
     let check = |&i: &usize| transfers[i].verify_signature().err().map(|e| (i, e));
     // a signature (tens of microseconds) is worth another thread
@@ -79,14 +79,21 @@ impl SigCache {
     }
 
     pub fn insert(&self, id: cairn_consensus::TxId) {
+        self.insert_all([id]);
+    }
+
+    /// Inserts `ids` under one lock.
+    fn insert_all(&self, ids: impl IntoIterator<Item = cairn_consensus::TxId>) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (set, order) = &mut *g;
-        if set.insert(id) {
-            order.push_back(id);
-            while order.len() > self.max {
-                if let Some(old) = order.pop_front() {
-                    set.remove(&old);
-                }
+        for id in ids {
+            if set.insert(id) {
+                order.push_back(id);
+            }
+        }
+        while order.len() > self.max {
+            if let Some(old) = order.pop_front() {
+                set.remove(&old);
             }
         }
     }
@@ -99,10 +106,9 @@ impl SigCache {
             .contains(id)
     }
 
-    /// Checks the signatures of `transfers` that are not in the cache, in
-    /// parallel; the same result as [`verify_signatures`].
     /// Checks the signatures of `transfers` (with their `ids`) that the
-    /// cache has not seen.
+    /// cache has not seen, in parallel; the same result as
+    /// [`verify_signatures`].
     pub fn verify(&self, transfers: &[SignedTransfer], ids: &[TxId]) -> Result<(), BlockError> {
         if ids.len() != transfers.len() {
             debug_assert!(false, "{} ids for {} transfers", ids.len(), transfers.len());
@@ -156,9 +162,7 @@ impl SigCache {
             .filter(|&&i| txs[i].verify_signature().is_ok())
             .map(|&i| ids[i])
             .collect();
-        for id in good {
-            self.insert(id);
-        }
+        self.insert_all(good);
     }
 }
 

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use cairn_consensus::{Block, BlockHash, BlockHeader};
 
-use crate::backend::BlockVerdict;
+use crate::backend::{BlockVerdict, ChainBackend};
 use cairn_consensus::validation::MEDIAN_TIME_SPAN;
 
 use crate::compact::{self, BlockTxs, CompactBlock, GetBlockTxs, PartialBlock};
@@ -151,20 +151,7 @@ impl Manager {
                 && backend.tip().hash != header.hash()
                 && let Ok(block) = partial.rebuild()
             {
-                metrics::counter!("cairn_p2p_compact_blocks_total", "outcome" => "rebuilt")
-                    .increment(1);
-                let verdict =
-                    backend
-                        .submit_blocks(vec![block], id)
-                        .pop()
-                        .unwrap_or(BlockVerdict::Failed {
-                            reason: "no verdict".into(),
-                        });
-                return Some(Job::CompactProcessed {
-                    id,
-                    header,
-                    verdict,
-                });
+                return Some(submit_rebuilt(&*backend, id, block));
             }
             Some(Job::CompactMatched {
                 id,
@@ -207,21 +194,8 @@ impl Manager {
         let header = partial.compact.header;
         match partial.rebuild() {
             Ok(block) => {
-                metrics::counter!("cairn_p2p_compact_blocks_total", "outcome" => "rebuilt")
-                    .increment(1);
                 let backend = self.backend.clone();
-                self.spawn_job(move || {
-                    let verdict = backend.submit_blocks(vec![block], id).pop().unwrap_or(
-                        BlockVerdict::Failed {
-                            reason: "no verdict".into(),
-                        },
-                    );
-                    Some(Job::CompactProcessed {
-                        id,
-                        header,
-                        verdict,
-                    })
-                });
+                self.spawn_job(move || Some(submit_rebuilt(&*backend, id, block)));
             }
             Err(e) => self.compact_fallback(id, header, &e.to_string()),
         }
@@ -360,5 +334,23 @@ impl Manager {
         for (id, header) in late {
             self.compact_fallback(id, header, "no answer in time");
         }
+    }
+}
+
+/// Hands a block rebuilt from a compact block to the node (on a blocking
+/// thread); its verdict goes back to the manager.
+fn submit_rebuilt(backend: &dyn ChainBackend, id: u64, block: Block) -> Job {
+    metrics::counter!("cairn_p2p_compact_blocks_total", "outcome" => "rebuilt").increment(1);
+    let header = block.header;
+    let verdict = backend
+        .submit_blocks(vec![block], id)
+        .pop()
+        .unwrap_or(BlockVerdict::Failed {
+            reason: "no verdict".into(),
+        });
+    Job::CompactProcessed {
+        id,
+        header,
+        verdict,
     }
 }

@@ -147,6 +147,13 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
+    /// A headers request to it is out, its answer is being checked, or
+    /// more of its headers wait for room in the tree: whatever it announced
+    /// meanwhile waits for that to end.
+    pub(crate) fn headers_busy(&self) -> bool {
+        self.headers_request.is_some() || self.headers_checking || self.headers_deferred.is_some()
+    }
+
     /// The address to show and to match operator commands against.
     pub fn address(&self) -> String {
         self.dial

@@ -177,22 +177,17 @@ impl Manager {
     /// (the answer showed its chain as it was when it answered, which may
     /// end before that block; nothing else would ask for it).
     fn ask_again_if_announced(&mut self, id: u64) {
-        let known = |h: &BlockHash| self.tree.contains(h) || self.tip.hash == *h;
-        let Some(p) = self.peers.get(&id) else {
+        let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
-        let Some(announced) = p.headers_again else {
-            return;
-        };
-        if p.headers_request.is_some() || p.headers_checking || p.headers_deferred.is_some() {
+        if p.headers_busy() {
             // a request that is still to come will do
             return;
         }
-        let known = known(&announced);
-        if let Some(p) = self.peers.get_mut(&id) {
-            p.headers_again = None;
-        }
-        if !known {
+        let Some(announced) = p.headers_again.take() else {
+            return;
+        };
+        if !self.tree.contains(&announced) && self.tip.hash != announced {
             self.ask_unconnected(id);
         }
     }
@@ -307,8 +302,7 @@ impl Manager {
                 let Some(p) = self.peers.get_mut(&id) else {
                     return;
                 };
-                if p.headers_request.is_some() || p.headers_checking || p.headers_deferred.is_some()
-                {
+                if p.headers_busy() {
                     if p.headers_again.is_none() {
                         tracing::debug!(
                             "peer {id} ({}) announced a block that does not connect while our headers request is out: asking again after the answer",
