@@ -331,6 +331,7 @@ impl SledStore {
         // process that is exiting) releases its file lock when sled's
         // flusher thread ends: wait for that briefly before giving up.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut snapshots_cleared = false;
         let db = loop {
             match sled::Config::new()
                 .path(dir)
@@ -350,6 +351,15 @@ impl SledStore {
                         "cannot open the store in {}: {io} (is another cairn-node using this datadir?)",
                         dir.display()
                     )));
+                }
+                // a kill while sled wrote a snapshot leaves it half written
+                // under a name sled still reads (sled #1527): it is never a
+                // finished snapshot, so drop it and let sled start from the
+                // previous one and its log
+                Err(sled::Error::Corruption { .. })
+                    if !snapshots_cleared && remove_unfinished_snapshots(dir) > 0 =>
+                {
+                    snapshots_cleared = true;
                 }
                 Err(other) => return Err(StoreError::from(other)),
             }
@@ -529,6 +539,33 @@ impl SledStore {
     pub fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree.get(key(b'B', &hash.0))?.map(|v| v.to_vec()))
     }
+}
+
+/// Removes the snapshot files sled had not finished writing in `dir`
+/// (`snap.<lsn>.generating`: sled writes a snapshot under that name, syncs
+/// it, then renames it, and removes older snapshots only after the rename).
+/// Returns how many it removed.
+fn remove_unfinished_snapshots(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::warn!(
+                        "removed {name}, a store snapshot left half written by a crash; the store recovers from the previous snapshot and its log"
+                    );
+                    removed += 1;
+                }
+                Err(err) => tracing::error!("cannot remove {name}: {err}"),
+            }
+        }
+    }
+    removed
 }
 
 impl ChainStore for SledStore {

@@ -65,3 +65,26 @@ fn a_damaged_database_opens_consistently_and_says_so() {
         "no damage made the store lose blocks: the test proves nothing"
     );
 }
+
+/// A kill while sled writes a snapshot leaves `snap.<lsn>.generating`,
+/// which sled 0.34 then reads as the newest snapshot and refuses to open
+/// (sled #1527); the node removes it and opens on its last snapshot.
+#[test]
+fn a_snapshot_left_half_written_by_a_kill_does_not_stop_the_node() {
+    let b = ChainBuilder::new(testkit::params(), 2, Amount(100 * COIN));
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig::ephemeral(dir.path().into());
+    {
+        let (node, _) = Node::open(network(&b), config.clone()).unwrap();
+        node.generate(40, address(5)).unwrap();
+        node.shutdown();
+    }
+    let sled_dir = dir.path().join("db").parent().unwrap().to_path_buf();
+    let half = sled_dir.join("snap.7FFFFFFFFFFFFFFF.generating");
+    std::fs::write(&half, [0x5a; 100]).unwrap();
+    let (node, _) = Node::open(network(&b), config)
+        .unwrap_or_else(|e| panic!("a half-written snapshot stops the store opening: {e}"));
+    assert_eq!(node.tip().header.height.0, 40);
+    assert!(!half.exists());
+    node.shutdown();
+}
