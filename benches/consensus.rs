@@ -10,6 +10,8 @@
 //!
 //! `cargo bench --bench consensus` prints the report, then criterion's
 //! detailed statistics (skipped with `CAIRN_BENCH_REPORT_ONLY=1`). Results are recorded in benches/README.md.
+//! `CAIRN_BENCH_PROFILE_WARM=N` runs only the block with cached signatures,
+//! N times (what is left of a block besides its signatures, for `perf`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -221,6 +223,14 @@ fn criterion_benches(c: &mut Criterion) {
 }
 
 fn main() {
+    if let Ok(n) = std::env::var("CAIRN_BENCH_PROFILE_WARM") {
+        let (b, block) = big_block();
+        for _ in 0..n.parse::<usize>().unwrap() {
+            let (r, _) = block_rate(&b, &block, true);
+            println!("warm {r:.0}");
+        }
+        return;
+    }
     report();
     if std::env::var_os("CAIRN_BENCH_REPORT_ONLY").is_some() {
         return;

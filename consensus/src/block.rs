@@ -171,20 +171,15 @@ pub fn merkle_root(ids: &[TxId]) -> TxRoot {
     if ids.is_empty() {
         return TxRoot(tagged("cairn/merkle/empty", &[]));
     }
-    let mut level: Vec<[u8; 32]> = ids
-        .iter()
-        .map(|id| tagged("cairn/merkle/leaf", &[&id.0]))
-        .collect();
+    // each level is hashed on all cores when it is large (same result)
+    let mut level: Vec<[u8; 32]> = crate::par::map(ids, |id| tagged("cairn/merkle/leaf", &[&id.0]));
     while level.len() > 1 {
-        let next: Vec<[u8; 32]> = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [l, r] => tagged("cairn/merkle/node", &[l, r]),
-                [single] => *single,
-                _ => unreachable!("chunks(2) yields one or two items"),
-            })
-            .collect();
-        level = next;
+        let pairs: Vec<&[[u8; 32]]> = level.chunks(2).collect();
+        level = crate::par::map(&pairs, |pair| match pair {
+            [l, r] => tagged("cairn/merkle/node", &[l, r]),
+            [single] => *single,
+            _ => unreachable!("chunks(2) yields one or two items"),
+        });
     }
     TxRoot(level[0])
 }

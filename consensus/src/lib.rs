@@ -25,6 +25,7 @@ pub mod encoding;
 pub mod fork;
 pub mod genesis;
 pub mod hash;
+pub mod par;
 pub mod params;
 pub mod pow;
 #[cfg(feature = "schemars")]

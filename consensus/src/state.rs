@@ -232,37 +232,13 @@ impl<F: Fn(&Address) -> Account> StateOverlay<F> {
     /// amount. The fee is the caller's to credit (to the coinbase).
     /// On error nothing changes.
     pub fn apply_transfer(&mut self, tx: &SignedTransfer) -> Result<(), AccountError> {
-        let t = &tx.transfer;
         let from = tx.sender();
-        let mut sender = self.get(&from);
-        let cost = check_against(tx, &sender)?;
-        sender.balance =
-            sender
-                .balance
-                .checked_sub(cost)
-                .ok_or(AccountError::InsufficientBalance {
-                    balance: sender.balance,
-                    needed: cost,
-                })?;
-        sender.nonce = sender
-            .nonce
-            .checked_add(1)
-            .ok_or(AccountError::NonceOverflow)?;
-        // check the credit before writing anything, so a failure changes nothing
-        let mut recipient = if t.to == from {
-            sender
-        } else {
-            self.get(&t.to)
-        };
-        recipient.balance = recipient
-            .balance
-            .checked_add(t.amount)
-            .ok_or(AccountError::BalanceOverflow)?;
-        if t.to == from {
-            self.set(from, recipient);
-        } else {
-            self.set(from, sender);
-            self.set(t.to, recipient);
+        let to = tx.transfer.to;
+        let recipient = (to != from).then(|| self.get(&to));
+        let (sender, recipient) = transfer_result(tx, self.get(&from), recipient)?;
+        self.set(from, sender);
+        if to != from {
+            self.set(to, recipient);
         }
         Ok(())
     }
@@ -281,25 +257,69 @@ impl<F: Fn(&Address) -> Account> StateOverlay<F> {
     /// The changes made, sorted by address, and the commitment they lead to
     /// from `parent_root`. Accounts written back to their old value are left out.
     pub fn into_effects(self, parent_root: StateRoot, fees: Amount) -> BlockEffects {
-        let mut root = parent_root;
-        let mut changes = Vec::with_capacity(self.touched.len());
-        for (address, (before, after)) in self.touched {
-            if before == after {
-                continue;
-            }
-            root = update_root(root, &address, &before, &after);
-            changes.push(AccountChange {
+        let changes: Vec<AccountChange> = self
+            .touched
+            .into_iter()
+            .filter(|(_, (before, after))| before != after)
+            .map(|(address, (before, after))| AccountChange {
                 address,
                 before,
                 after,
-            });
-        }
+            })
+            .collect();
         BlockEffects {
+            state_root: root_after(parent_root, &changes),
             changes,
-            state_root: root,
             fees,
         }
     }
+}
+
+/// The sender's and the recipient's accounts after `tx`: the nonce goes
+/// up, amount plus fee leaves the sender, the amount reaches the recipient
+/// (the fee is the caller's to credit, to the coinbase). `recipient` is
+/// `None` when the transfer pays its own sender; both results are then
+/// that one account.
+pub fn transfer_result(
+    tx: &SignedTransfer,
+    sender: Account,
+    recipient: Option<Account>,
+) -> Result<(Account, Account), AccountError> {
+    let mut sender = sender;
+    let cost = check_against(tx, &sender)?;
+    sender.balance = sender
+        .balance
+        .checked_sub(cost)
+        .ok_or(AccountError::InsufficientBalance {
+            balance: sender.balance,
+            needed: cost,
+        })?;
+    sender.nonce = sender
+        .nonce
+        .checked_add(1)
+        .ok_or(AccountError::NonceOverflow)?;
+    let mut credited = recipient.unwrap_or(sender);
+    credited.balance = credited
+        .balance
+        .checked_add(tx.transfer.amount)
+        .ok_or(AccountError::BalanceOverflow)?;
+    match recipient {
+        Some(_) => Ok((sender, credited)),
+        None => Ok((credited, credited)),
+    }
+}
+
+/// The commitment after `changes` from `root`. Each change costs two
+/// hashes, computed on all cores for a large block; their sum does not
+/// depend on the order it is taken in (addition modulo 2^256).
+pub fn root_after(root: StateRoot, changes: &[AccountChange]) -> StateRoot {
+    let deltas = crate::par::map(changes, |c| {
+        element(&c.address, &c.after).wrapping_sub(element(&c.address, &c.before))
+    });
+    let sum = deltas
+        .into_iter()
+        .fold(root_value(&root), |a, d| a.wrapping_add(d));
+    to_root(sum)
 }
 
 /// A transfer that failed against the state, with its position.

@@ -18,9 +18,12 @@ use crate::amount::Amount;
 use crate::block::{Block, BlockHeader, HEADER_VERSION, Height};
 use crate::encoding::DecodeError;
 use crate::hash::{BlockHash, StateRoot, TxId, TxRoot};
+use crate::par;
 use crate::params::{ConsensusParams, ParentInfo};
 use crate::pow::{Target, Work};
-use crate::state::{Account, BlockEffects, StateOverlay, TransferStateError};
+use crate::state::{
+    Account, AccountChange, BlockEffects, TransferStateError, root_after, transfer_result,
+};
 use crate::transfer::{SignedTransfer, TransferError};
 
 /// Number of previous blocks whose median time a new block must exceed.
@@ -188,6 +191,25 @@ pub fn check_block_with_ids(
             expected: block.header.height,
             found: block.coinbase.height,
         });
+    }
+    // A large block is checked on all cores; one that fails is then walked
+    // in order, to report the first failure exactly as the walk alone would.
+    if count >= par::PARALLEL_MIN {
+        let (checked, distinct) = rayon::join(
+            || {
+                par::all(&block.transfers, |tx| {
+                    tx.check(params.chain_id, params.min_fee).is_ok()
+                })
+            },
+            || {
+                let mut sorted = ids[1..].to_vec();
+                par::sort(&mut sorted);
+                sorted.windows(2).all(|w| w[0] != w[1])
+            },
+        );
+        if checked && distinct {
+            return Ok(());
+        }
     }
     let mut seen = std::collections::HashSet::with_capacity(count);
     for (index, (tx, id)) in block.transfers.iter().zip(&ids[1..]).enumerate() {
@@ -385,25 +407,101 @@ pub fn median_time_past(times: &[u64]) -> u64 {
     t[t.len() / 2]
 }
 
+/// Every account a block reads or writes (its miner and each transfer's
+/// sender and recipient), sorted, each once.
+fn touched_accounts(miner: Address, parties: &[(Address, Address)]) -> Vec<Address> {
+    let mut touched: Vec<Address> = Vec::with_capacity(parties.len() * 2 + 1);
+    touched.push(miner);
+    for (from, to) in parties {
+        touched.push(*from);
+        touched.push(*to);
+    }
+    par::sort(&mut touched);
+    touched.dedup();
+    touched
+}
+
 /// Tier 4: applies the block to the parent's state (`accounts` reads it) and
 /// checks nonces, balances, the coinbase amount and the state commitment.
 /// Returns the changes to commit; on error nothing was changed anywhere.
 pub fn validate_block_state(
     block: &Block,
     params: &ConsensusParams,
-    accounts: impl Fn(&Address) -> Account,
+    accounts: impl Fn(&Address) -> Account + Sync,
     parent_state_root: StateRoot,
 ) -> Result<BlockEffects, BlockError> {
-    let mut overlay = StateOverlay::new(accounts);
+    match try_validate_block_state(
+        block,
+        params,
+        |a| Ok::<_, std::convert::Infallible>(accounts(a)),
+        parent_state_root,
+    ) {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// [`validate_block_state`] with reads that may fail (a store): the first
+/// read error is returned as the outer error, and nothing is judged.
+///
+/// A large block is validated on all cores (rayon) except for one pass in
+/// block order: the touched accounts are read in parallel, each transfer's
+/// two accounts are found in parallel, the transfers are applied in order
+/// to that array (a few nanoseconds each), and the commitment's hashes are
+/// computed in parallel. The result, errors included, is the same as
+/// applying the transfers one by one: the first transfer in block order
+/// that fails is the one reported.
+pub fn try_validate_block_state<E: Send>(
+    block: &Block,
+    params: &ConsensusParams,
+    read: impl Fn(&Address) -> Result<Account, E> + Sync,
+    parent_state_root: StateRoot,
+) -> Result<Result<BlockEffects, BlockError>, E> {
+    // a sender's address is a hash of its key: computed once per transfer
+    let parties = par::map(&block.transfers, |t| (t.sender(), t.transfer.to));
+    let touched = touched_accounts(block.coinbase.recipient, &parties);
+    // every address looked up is in `touched`, which was built from them
+    let position = |a: &Address| touched.binary_search(a).unwrap_or_else(|i| i);
+    let slots = |(from, to): &(Address, Address)| (position(from), position(to));
+    let (before, slots) = par::join(
+        touched.len() >= par::PARALLEL_MIN,
+        || par::map(&touched, &read),
+        || par::map(&parties, slots),
+    );
+    let before = before.into_iter().collect::<Result<Vec<Account>, E>>()?;
+    Ok(apply_block(
+        block,
+        params,
+        &touched,
+        before,
+        &slots,
+        parent_state_root,
+    ))
+}
+
+/// The state pass of [`try_validate_block_state`]: `before[i]` is the
+/// account at `touched[i]`, and `slots[k]` the positions of transfer `k`'s
+/// sender and recipient in `touched`.
+fn apply_block(
+    block: &Block,
+    params: &ConsensusParams,
+    touched: &[Address],
+    before: Vec<Account>,
+    slots: &[(usize, usize)],
+    parent_state_root: StateRoot,
+) -> Result<BlockEffects, BlockError> {
+    let mut after = before.clone();
     let mut fees = Amount::ZERO;
-    for (index, tx) in block.transfers.iter().enumerate() {
-        overlay
-            .apply_transfer(tx)
-            .map_err(|error| TransferStateError {
+    for (index, (tx, &(from, to))) in block.transfers.iter().zip(slots).enumerate() {
+        let recipient = (to != from).then(|| after[to]);
+        let (sender, recipient) =
+            transfer_result(tx, after[from], recipient).map_err(|error| TransferStateError {
                 index,
                 txid: tx.id(),
                 error,
             })?;
+        after[from] = sender;
+        after[to] = recipient;
         fees = fees
             .checked_add(tx.transfer.fee)
             .ok_or(BlockError::FeesOverflow)?;
@@ -418,17 +516,36 @@ pub fn validate_block_state(
             found: block.coinbase.amount,
         });
     }
-    overlay
-        .credit(block.coinbase.recipient, block.coinbase.amount)
-        .map_err(|_| BlockError::CoinbaseOverflow(block.coinbase.recipient))?;
-    let effects = overlay.into_effects(parent_state_root, fees);
-    if effects.state_root != block.header.state_root {
+    let miner = touched
+        .binary_search(&block.coinbase.recipient)
+        .unwrap_or_default();
+    after[miner].balance = after[miner]
+        .balance
+        .checked_add(block.coinbase.amount)
+        .ok_or(BlockError::CoinbaseOverflow(block.coinbase.recipient))?;
+    let changes: Vec<AccountChange> = touched
+        .iter()
+        .zip(before)
+        .zip(after)
+        .filter(|((_, before), after)| before != after)
+        .map(|((&address, before), after)| AccountChange {
+            address,
+            before,
+            after,
+        })
+        .collect();
+    let state_root = root_after(parent_state_root, &changes);
+    if state_root != block.header.state_root {
         return Err(BlockError::StateRootMismatch {
             header: block.header.state_root,
-            computed: effects.state_root,
+            computed: state_root,
         });
     }
-    Ok(effects)
+    Ok(BlockEffects {
+        changes,
+        state_root,
+        fees,
+    })
 }
 
 #[cfg(test)]

@@ -77,6 +77,35 @@ fn valid_block_passes_every_tier() {
     assert!(!future.is_permanent());
 }
 
+/// A transfer to its own sender costs only its fee and uses one nonce,
+/// whether the block is applied one transfer at a time (a template) or
+/// checked as a whole.
+#[test]
+fn a_transfer_to_oneself_costs_only_its_fee() {
+    let c = chain();
+    let start = c.accounts[&address(0)];
+    let txs = vec![
+        c.transfer(0, address(0), Amount(3 * COIN), Amount(5), 0),
+        c.transfer(0, address(1), Amount(COIN), Amount(5), 1),
+        c.transfer(0, address(0), Amount(2 * COIN), Amount(5), 2),
+    ];
+    let b = c.build(txs, address(3));
+    let effects = full_check(&c, &b, now(&c)).expect("valid");
+    let change = effects
+        .changes
+        .iter()
+        .find(|ch| ch.address == address(0))
+        .expect("the sender changed");
+    assert_eq!(change.before, start);
+    assert_eq!(
+        change.after,
+        Account {
+            balance: Amount(start.balance.0 - COIN - 15),
+            nonce: start.nonce + 3,
+        }
+    );
+}
+
 #[test]
 fn header_tier_errors() {
     let c = chain();

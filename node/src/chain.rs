@@ -23,7 +23,7 @@ use std::sync::Arc;
 use cairn_consensus::fork::is_better_chain;
 use cairn_consensus::state::state_root;
 use cairn_consensus::validation::{
-    HeaderMeta, check_block_with_ids, check_header, median_time_past_of, validate_block_state,
+    HeaderMeta, check_block_with_ids, check_header, median_time_past_of, try_validate_block_state,
     validate_header_in_context,
 };
 use cairn_consensus::{
@@ -717,9 +717,18 @@ impl<S: ChainStore> Chain<S> {
             Ok(m) => m,
             Err(e) => return Err(invalid(self, e)),
         };
-        // The body checks and signatures (spread over rayon's pool) run
-        // alongside the state checks when the block extends the tip, the
-        // common case; the state result is used only if the others pass.
+        let entry = IndexEntry {
+            header: block.header,
+            work: meta.work,
+            anchor_time_ms: meta.anchor_time_ms,
+            status: BlockStatus::Valid,
+            seq: self.next_seq,
+        };
+        // Three things run side by side (on rayon's pool) for a large block:
+        // the body checks and signatures; when the block extends the tip,
+        // its state effects and the store write that would connect it; and
+        // the block's own encoding. The state and the write are used only if
+        // the body passes; what remains after them is one store commit.
         let extends_tip = block.header.parent == self.tip_hash();
         let verify = &*self.verify;
         let this = &*self;
@@ -728,31 +737,29 @@ impl<S: ChainStore> Chain<S> {
             check_block_with_ids(&block, &ids, &this.params)
                 .and_then(|()| verify(&block.transfers, &ids[1..]))
         };
-        let state = || extends_tip.then(|| this.state_effects(&block));
-        // a small block costs less than handing half of it to another thread
-        let (checked, state) = if block.transfers.len() < crate::verify::PARALLEL_MIN {
-            (body(), state())
+        let prepare = || {
+            extends_tip.then(|| {
+                this.state_effects(&block)
+                    .map(|effects| effects.map(|e| connection(hash, &block, e)))
+            })
+        };
+        let write = || block_write(hash, &block, entry);
+        // a small block costs less than handing parts of it to other threads
+        let (checked, (prepared, stage)) = if block.transfers.len() < crate::verify::PARALLEL_MIN {
+            (body(), (prepare(), write()))
         } else {
-            rayon::join(body, state)
+            rayon::join(body, || rayon::join(prepare, write))
         };
         if let Err(e) = checked {
             return Err(invalid(self, e));
         }
-        let state = state.transpose()?;
-        let entry = IndexEntry {
-            header: block.header,
-            work: meta.work,
-            anchor_time_ms: meta.anchor_time_ms,
-            status: BlockStatus::Valid,
-            seq: self.next_seq,
-        };
+        let connection = prepared.transpose()?;
         self.next_seq += 1;
-        let stage = block_write(hash, &block, entry);
         // A valid child of the tip is connected at once, as the only step:
         // the block goes into the same atomic write as its connection (one
         // store commit on the path of every new block, not two). Otherwise
         // it is stored first, before anything that may mark or move it.
-        let stage = if extends_tip && matches!(state, Some(Ok(_))) {
+        let stage = if matches!(connection, Some(Ok(_))) {
             Some(stage)
         } else {
             self.store.commit(stage)?;
@@ -768,7 +775,7 @@ impl<S: ChainStore> Chain<S> {
         let activated = self.activate_best_chain_with(Some(FreshBlock {
             hash,
             block: Arc::new(block),
-            effects: state,
+            connection,
             stage,
         }));
         if staged && activated.is_err() && !self.is_main(&hash) {
@@ -793,8 +800,8 @@ impl<S: ChainStore> Chain<S> {
 
     /// Moves the tip to the valid chain with the most work, marking blocks
     /// that fail their state checks (and their descendants) invalid.
-    /// `fresh` is a block just stored, to save reading it back, with its
-    /// state effects if they were computed on top of the current tip.
+    /// `fresh` is a block just stored, to save reading it back, with the
+    /// write that connects it if that was prepared on top of the current tip.
     fn activate_best_chain_with(
         &mut self,
         mut fresh: Option<FreshBlock>,
@@ -819,13 +826,13 @@ impl<S: ChainStore> Chain<S> {
             let tip_before = self.tip_hash();
             for h in branch.into_iter().rev() {
                 let mut stage = None;
-                let (block, effects) = match fresh.take() {
-                    // precomputed effects hold only on top of the tip they were computed on
+                let (block, connection) = match fresh.take() {
+                    // a prepared connection holds only on top of the tip it was prepared on
                     Some(f) if f.hash == h => {
                         let on_tip =
                             f.block.header.parent == tip_before && self.tip_hash() == tip_before;
                         stage = f.stage;
-                        (f.block, if on_tip { f.effects } else { None })
+                        (f.block, if on_tip { f.connection } else { None })
                     }
                     other => {
                         fresh = other;
@@ -842,14 +849,14 @@ impl<S: ChainStore> Chain<S> {
                         }
                     }
                 };
-                if !matches!(effects, Some(Ok(_)))
+                if !matches!(connection, Some(Ok(_)))
                     && let Some(s) = stage.take()
                 {
                     // not the expected single step after all: store it first
                     debug_assert!(false, "a staged block {h} was not connected at once");
                     self.store.commit(s)?;
                 }
-                if let Err(error) = self.connect(h, &block, effects, stage)? {
+                if let Err(error) = self.connect(h, &block, connection, stage)? {
                     tracing::warn!(
                         "block {h} at height {} fails its state checks: {error}",
                         block.header.height
@@ -881,64 +888,43 @@ impl<S: ChainStore> Chain<S> {
         Ok(invalidated)
     }
 
-    /// Connects `block` (a child of the tip). `Ok(Err(_))` when the block
-    /// is invalid against the state; nothing is written then.
     /// The state effects of `block` on top of the current tip, reading the
-    /// accounts it touches; nothing is written. `Ok(Err(_))` when the block
-    /// is invalid against the state.
+    /// accounts it touches (on all cores for a large block); nothing is
+    /// written. `Ok(Err(_))` when the block is invalid against the state.
     fn state_effects(&self, block: &Block) -> Result<Result<BlockEffects, BlockError>, StoreError> {
-        let mut touched: Vec<Address> = Vec::with_capacity(block.transfers.len() * 2 + 1);
-        touched.push(block.coinbase.recipient);
-        for t in &block.transfers {
-            touched.push(t.sender());
-            touched.push(t.transfer.to);
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        let mut accounts = HashMap::with_capacity(touched.len());
-        for a in touched {
-            accounts.insert(a, self.store.account(&a)?);
-        }
-        Ok(validate_block_state(
+        try_validate_block_state(
             block,
             &self.params,
-            |a| accounts.get(a).copied().unwrap_or_default(),
+            |a| self.store.account(a),
             self.tip().header.state_root,
-        ))
+        )
     }
 
-    /// Connects `block` (a child of the tip), with its state effects if
-    /// they were already computed on top of the tip. `Ok(Err(_))` when the
+    /// Connects `block` (a child of the tip), with the write that does it
+    /// if that was already prepared on top of the tip. `Ok(Err(_))` when the
     /// block is invalid against the state; nothing is written then.
     /// `stage`: the block's own store write, to commit with it.
     fn connect(
         &mut self,
         hash: BlockHash,
         block: &Block,
-        effects: Option<Result<BlockEffects, BlockError>>,
+        prepared: Option<Result<Batch, BlockError>>,
         stage: Option<Batch>,
     ) -> Result<Result<(), BlockError>, ChainError> {
         debug_assert_eq!(block.header.parent, self.tip_hash());
-        let effects = match effects {
-            Some(e) => e,
-            None => self.state_effects(block)?,
+        let prepared = match prepared {
+            Some(p) => p,
+            None => self
+                .state_effects(block)?
+                .map(|effects| connection(hash, block, effects)),
         };
-        let effects = match effects {
-            Ok(e) => e,
+        let mut batch = match prepared {
+            Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        let mut batch = stage.unwrap_or_default();
-        for c in &effects.changes {
-            batch.set_account(c.address, c.after);
+        if let Some(stage) = stage {
+            batch.ops.extend(stage.ops);
         }
-        batch.push(Op::PutHeight(block.header.height, hash));
-        batch.set_tip(hash, block.header.height);
-        batch.push(Op::PutUndo(
-            hash,
-            UndoRecord {
-                changes: effects.changes,
-            },
-        ));
         self.store.commit(batch)?;
         self.main.push(hash);
         Ok(Ok(()))
@@ -1054,10 +1040,32 @@ fn block_write(hash: BlockHash, block: &Block, entry: IndexEntry) -> Batch {
     batch
 }
 
+/// The store writes that connect `block` (`hash`) on top of the tip, given
+/// its state effects there: the accounts it changes, its undo record, its
+/// height and the tip. Prepared alongside the signature checks.
+fn connection(hash: BlockHash, block: &Block, effects: BlockEffects) -> Batch {
+    let mut batch = Batch::default();
+    batch.ops.reserve(effects.changes.len() + 4);
+    for c in &effects.changes {
+        batch.set_account(c.address, c.after);
+    }
+    batch.push(Op::PutHeight(block.header.height, hash));
+    batch.set_tip(hash, block.header.height);
+    batch.push(Op::put_undo(
+        hash,
+        &UndoRecord {
+            changes: effects.changes,
+        },
+    ));
+    batch
+}
+
 struct FreshBlock {
     hash: BlockHash,
     block: Arc<Block>,
-    effects: Option<Result<BlockEffects, BlockError>>,
+    /// The write that connects it, or why it cannot connect, when that was
+    /// worked out on top of the tip of the time.
+    connection: Option<Result<Batch, BlockError>>,
     /// The block's own store write, when it is to be committed with its
     /// connection (valid effects on top of the tip).
     stage: Option<Batch>,

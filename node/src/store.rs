@@ -152,11 +152,20 @@ pub enum Op {
     DeleteIndex(BlockHash),
     PutAccount(Address, Account),
     DeleteAccount(Address),
-    PutUndo(BlockHash, UndoRecord),
+    /// An encoded [`UndoRecord`]: see [`Op::put_undo`].
+    PutUndo(BlockHash, Vec<u8>),
     DeleteUndo(BlockHash),
     PutHeight(Height, BlockHash),
     DeleteHeight(Height),
     PutMeta(Meta, Vec<u8>),
+}
+
+impl Op {
+    /// Stores the undo record of block `hash` (encoded here, so that the
+    /// caller can do it before taking the store's locks).
+    pub fn put_undo(hash: BlockHash, undo: &UndoRecord) -> Op {
+        Op::PutUndo(hash, encoding::encode(undo))
+    }
 }
 
 /// A set of writes applied atomically by [`ChainStore::commit`].
@@ -228,7 +237,7 @@ fn encode_op(op: Op) -> (Vec<u8>, Option<Vec<u8>>) {
         Op::DeleteIndex(h) => (key(b'I', &h.0), None),
         Op::PutAccount(a, acc) => (key(b'A', &a.0), Some(encoding::encode(&acc))),
         Op::DeleteAccount(a) => (key(b'A', &a.0), None),
-        Op::PutUndo(h, u) => (key(b'U', &h.0), Some(encoding::encode(&u))),
+        Op::PutUndo(h, bytes) => (key(b'U', &h.0), Some(bytes)),
         Op::DeleteUndo(h) => (key(b'U', &h.0), None),
         Op::PutHeight(height, h) => (key(b'H', &height.0.to_be_bytes()), Some(h.0.to_vec())),
         Op::DeleteHeight(height) => (key(b'H', &height.0.to_be_bytes()), None),

@@ -1,0 +1,53 @@
+//! Work split over all cores (rayon) when there is enough of it.
+//!
+//! # Consensus
+//! Every helper here returns exactly what its one-thread version would:
+//! results keep the input order, and the only reductions used with them
+//! are associative and commutative (addition modulo 2^256). How the work
+//! is split never changes a result.
+
+use rayon::prelude::*;
+
+/// Below this many items the work stays on the calling thread: waking the
+/// pool's threads costs more than a few hundred cheap items.
+pub const PARALLEL_MIN: usize = 256;
+
+/// `f` of each item, in order.
+pub fn map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync + Send) -> Vec<U> {
+    if items.len() < PARALLEL_MIN {
+        items.iter().map(f).collect()
+    } else {
+        items.par_iter().map(f).collect()
+    }
+}
+
+/// Whether `f` holds for every item.
+pub fn all<T: Sync>(items: &[T], f: impl Fn(&T) -> bool + Sync + Send) -> bool {
+    if items.len() < PARALLEL_MIN {
+        items.iter().all(f)
+    } else {
+        items.par_iter().all(f)
+    }
+}
+
+/// Sorts `items` (unstable: equal items are indistinguishable here).
+pub fn sort<T: Ord + Send>(items: &mut [T]) {
+    if items.len() < PARALLEL_MIN {
+        items.sort_unstable();
+    } else {
+        items.par_sort_unstable();
+    }
+}
+
+/// `a()` and `b()`, side by side when `parallel`.
+pub fn join<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if parallel {
+        rayon::join(a, b)
+    } else {
+        (a(), b())
+    }
+}
