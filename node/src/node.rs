@@ -510,8 +510,23 @@ impl Node {
                     .flat_map(|b| crate::verify::ids_and_senders(&b.transfers))
                     .collect()
             };
+            // the confirmed senders' new accounts too (store reads, on all
+            // cores for a large block): the pool lock, which every
+            // submission waits on, is held only for the pool's own work
+            let mut senders: Vec<Address> = confirmed.iter().map(|(_, s)| *s).collect();
+            senders.sort_unstable();
+            senders.dedup();
+            let accounts: std::collections::HashMap<Address, Account> =
+                cairn_consensus::par::map(&senders, |a| {
+                    (*a, self.store.account(a).unwrap_or_default())
+                })
+                .into_iter()
+                .collect();
+            let account = |a: &Address| match accounts.get(a) {
+                Some(acc) => *acc,
+                None => self.store.account(a).unwrap_or_default(),
+            };
             let mut pool = lock(&self.mempool);
-            let account = |a: &Address| self.store.account(a).unwrap_or_default();
             if !confirmed.is_empty() {
                 pool.remove_confirmed_keys(&confirmed, account);
             }
