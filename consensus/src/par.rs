@@ -21,6 +21,15 @@ pub fn map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync + Send) -> 
     }
 }
 
+/// Sets `out[i]` to `f(&items[i])` (as far as both go).
+pub fn fill<T: Sync, U: Send>(items: &[T], out: &mut [U], f: impl Fn(&T) -> U + Sync + Send) {
+    if items.len() < PARALLEL_MIN {
+        out.iter_mut().zip(items).for_each(|(o, i)| *o = f(i));
+    } else {
+        out.par_iter_mut().zip(items).for_each(|(o, i)| *o = f(i));
+    }
+}
+
 /// Whether `f` holds for every item.
 pub fn all<T: Sync>(items: &[T], f: impl Fn(&T) -> bool + Sync + Send) -> bool {
     if items.len() < PARALLEL_MIN {
@@ -36,18 +45,5 @@ pub fn sort<T: Ord + Send>(items: &mut [T]) {
         items.sort_unstable();
     } else {
         items.par_sort_unstable();
-    }
-}
-
-/// `a()` and `b()`, side by side when `parallel`.
-pub fn join<A: Send, B: Send>(
-    parallel: bool,
-    a: impl FnOnce() -> A + Send,
-    b: impl FnOnce() -> B + Send,
-) -> (A, B) {
-    if parallel {
-        rayon::join(a, b)
-    } else {
-        (a(), b())
     }
 }

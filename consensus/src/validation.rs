@@ -407,18 +407,49 @@ pub fn median_time_past(times: &[u64]) -> u64 {
     t[t.len() / 2]
 }
 
-/// Every account a block reads or writes (its miner and each transfer's
-/// sender and recipient), sorted, each once.
-fn touched_accounts(miner: Address, parties: &[(Address, Address)]) -> Vec<Address> {
-    let mut touched: Vec<Address> = Vec::with_capacity(parties.len() * 2 + 1);
-    touched.push(miner);
-    for (from, to) in parties {
-        touched.push(*from);
-        touched.push(*to);
+/// The accounts a block reads or writes, and where each of its parties is
+/// among them.
+struct Touched {
+    /// Every touched address (the miner, each transfer's sender and
+    /// recipient), sorted, each once.
+    addresses: Vec<Address>,
+    /// Transfer `k`'s sender and recipient, as positions in `addresses`.
+    slots: Vec<(usize, usize)>,
+    /// The miner's position in `addresses`.
+    miner: usize,
+}
+
+impl Touched {
+    /// One sort of every mention of an address gives both the touched set
+    /// and each mention's position in it (no lookups afterwards).
+    fn of(block: &Block) -> Touched {
+        let n = block.transfers.len();
+        // mention 2k is transfer k's sender, 2k + 1 its recipient, 2n the
+        // miner; a sender's address is a hash of its key, computed once
+        let mut mentions: Vec<(Address, usize)> = par::map(&block.transfers, |t| t.sender())
+            .into_iter()
+            .zip(&block.transfers)
+            .enumerate()
+            .flat_map(|(k, (from, t))| [(from, 2 * k), (t.transfer.to, 2 * k + 1)])
+            .collect();
+        mentions.push((block.coinbase.recipient, 2 * n));
+        par::sort(&mut mentions);
+        let mut addresses: Vec<Address> = Vec::with_capacity(mentions.len());
+        let mut position = vec![0usize; mentions.len()];
+        for (address, mention) in mentions {
+            if addresses.last() != Some(&address) {
+                addresses.push(address);
+            }
+            position[mention] = addresses.len() - 1;
+        }
+        Touched {
+            addresses,
+            slots: (0..n)
+                .map(|k| (position[2 * k], position[2 * k + 1]))
+                .collect(),
+            miner: position[2 * n],
+        }
     }
-    par::sort(&mut touched);
-    touched.dedup();
-    touched
 }
 
 /// Tier 4: applies the block to the parent's state (`accounts` reads it) and
@@ -430,69 +461,59 @@ pub fn validate_block_state(
     accounts: impl Fn(&Address) -> Account + Sync,
     parent_state_root: StateRoot,
 ) -> Result<BlockEffects, BlockError> {
-    match try_validate_block_state(
-        block,
-        params,
-        |a| Ok::<_, std::convert::Infallible>(accounts(a)),
-        parent_state_root,
-    ) {
+    let read = |addresses: &[Address], out: &mut [Account]| {
+        par::fill(addresses, out, &accounts);
+        Ok::<_, std::convert::Infallible>(())
+    };
+    match try_validate_block_state(block, params, read, parent_state_root) {
         Ok(r) => r,
         Err(never) => match never {},
     }
 }
 
-/// [`validate_block_state`] with reads that may fail (a store): the first
-/// read error is returned as the outer error, and nothing is judged.
+/// [`validate_block_state`] with the reads done by the caller, in one call
+/// for every account the block touches (a store reads them on all cores),
+/// and allowed to fail: the read error is returned as the outer error, and
+/// nothing is judged. `read(addresses, out)` sets `out[i]` to the account
+/// at `addresses[i]` (`out` starts as empty accounts).
 ///
-/// A large block is validated on all cores (rayon) except for one pass in
-/// block order: the touched accounts are read in parallel, each transfer's
-/// two accounts are found in parallel, the transfers are applied in order
-/// to that array (a few nanoseconds each), and the commitment's hashes are
-/// computed in parallel. The result, errors included, is the same as
-/// applying the transfers one by one: the first transfer in block order
-/// that fails is the one reported.
-pub fn try_validate_block_state<E: Send>(
+/// A large block is validated on all cores except for one pass in block
+/// order: the touched accounts are found with one parallel sort, the
+/// transfers are applied in order to an array of those accounts (a few
+/// nanoseconds each), and the commitment's hashes are computed in
+/// parallel. The result, errors included, is the same as applying the
+/// transfers one by one: the first transfer in block order that fails is
+/// the one reported.
+pub fn try_validate_block_state<E>(
     block: &Block,
     params: &ConsensusParams,
-    read: impl Fn(&Address) -> Result<Account, E> + Sync,
+    read: impl FnOnce(&[Address], &mut [Account]) -> Result<(), E>,
     parent_state_root: StateRoot,
 ) -> Result<Result<BlockEffects, BlockError>, E> {
-    // a sender's address is a hash of its key: computed once per transfer
-    let parties = par::map(&block.transfers, |t| (t.sender(), t.transfer.to));
-    let touched = touched_accounts(block.coinbase.recipient, &parties);
-    // every address looked up is in `touched`, which was built from them
-    let position = |a: &Address| touched.binary_search(a).unwrap_or_else(|i| i);
-    let slots = |(from, to): &(Address, Address)| (position(from), position(to));
-    let (before, slots) = par::join(
-        touched.len() >= par::PARALLEL_MIN,
-        || par::map(&touched, &read),
-        || par::map(&parties, slots),
-    );
-    let before = before.into_iter().collect::<Result<Vec<Account>, E>>()?;
+    let touched = Touched::of(block);
+    let mut before = vec![Account::default(); touched.addresses.len()];
+    read(&touched.addresses, &mut before)?;
     Ok(apply_block(
         block,
         params,
         &touched,
         before,
-        &slots,
         parent_state_root,
     ))
 }
 
 /// The state pass of [`try_validate_block_state`]: `before[i]` is the
-/// account at `touched[i]`, and `slots[k]` the positions of transfer `k`'s
-/// sender and recipient in `touched`.
+/// account at `touched.addresses[i]`.
 fn apply_block(
     block: &Block,
     params: &ConsensusParams,
-    touched: &[Address],
+    touched: &Touched,
     before: Vec<Account>,
-    slots: &[(usize, usize)],
     parent_state_root: StateRoot,
 ) -> Result<BlockEffects, BlockError> {
     let mut after = before.clone();
     let mut fees = Amount::ZERO;
-    for (index, (tx, &(from, to))) in block.transfers.iter().zip(slots).enumerate() {
+    for (index, (tx, &(from, to))) in block.transfers.iter().zip(&touched.slots).enumerate() {
         let recipient = (to != from).then(|| after[to]);
         let (sender, recipient) =
             transfer_result(tx, after[from], recipient).map_err(|error| TransferStateError {
@@ -516,14 +537,13 @@ fn apply_block(
             found: block.coinbase.amount,
         });
     }
-    let miner = touched
-        .binary_search(&block.coinbase.recipient)
-        .unwrap_or_default();
+    let miner = touched.miner;
     after[miner].balance = after[miner]
         .balance
         .checked_add(block.coinbase.amount)
         .ok_or(BlockError::CoinbaseOverflow(block.coinbase.recipient))?;
     let changes: Vec<AccountChange> = touched
+        .addresses
         .iter()
         .zip(before)
         .zip(after)

@@ -895,7 +895,7 @@ impl<S: ChainStore> Chain<S> {
         try_validate_block_state(
             block,
             &self.params,
-            |a| self.store.account(a),
+            |addresses, out| self.store.accounts(addresses, out),
             self.tip().header.state_root,
         )
     }

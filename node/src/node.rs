@@ -516,15 +516,11 @@ impl Node {
             let mut senders: Vec<Address> = confirmed.iter().map(|(_, s)| *s).collect();
             senders.sort_unstable();
             senders.dedup();
-            let accounts: std::collections::HashMap<Address, Account> =
-                cairn_consensus::par::map(&senders, |a| {
-                    (*a, self.store.account(a).unwrap_or_default())
-                })
-                .into_iter()
-                .collect();
-            let account = |a: &Address| match accounts.get(a) {
-                Some(acc) => *acc,
-                None => self.store.account(a).unwrap_or_default(),
+            let mut accounts = vec![Account::default(); senders.len()];
+            let read = self.store.accounts(&senders, &mut accounts);
+            let account = |a: &Address| match (&read, senders.binary_search(a)) {
+                (Ok(()), Ok(i)) => accounts[i],
+                _ => self.store.account(a).unwrap_or_default(),
             };
             let mut pool = lock(&self.mempool);
             if !confirmed.is_empty() {

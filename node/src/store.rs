@@ -209,6 +209,14 @@ pub trait ChainStore: Send + Sync {
     /// The index entry of one stored block.
     fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError>;
     fn account(&self, address: &Address) -> Result<Account, StoreError>;
+    /// Sets `out[i]` to the account at `addresses[i]`: many reads at once
+    /// (a block's), which a store may spread over all cores.
+    fn accounts(&self, addresses: &[Address], out: &mut [Account]) -> Result<(), StoreError> {
+        for (a, o) in addresses.iter().zip(out) {
+            *o = self.account(a)?;
+        }
+        Ok(())
+    }
     /// Every non-empty account, in address order.
     fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError>;
     fn undo(&self, hash: &BlockHash) -> Result<Option<UndoRecord>, StoreError>;
@@ -485,9 +493,11 @@ impl SledStore {
     }
 
     fn base_account(&self, address: &Address) -> Result<Account, StoreError> {
-        match self.tree.get(key(b'A', &address.0))? {
+        let mut k = [b'A'; 1 + cairn_consensus::address::ADDRESS_LEN];
+        k[1..].copy_from_slice(&address.0);
+        match self.tree.get(k)? {
             None => Ok(Account::default()),
-            Some(v) => decode_account(&key(b'A', &address.0), &v).map(|(_, a)| a),
+            Some(v) => decode_account(&k, &v).map(|(_, a)| a),
         }
     }
 
@@ -615,6 +625,28 @@ impl ChainStore for SledStore {
             Some(a) => Ok(*a),
             None => self.base_account(address),
         }
+    }
+
+    /// In chunks on all cores, each chunk under one read of the overlay.
+    fn accounts(&self, addresses: &[Address], out: &mut [Account]) -> Result<(), StoreError> {
+        use rayon::prelude::*;
+        const CHUNK: usize = 256;
+        let read = |(out, addresses): (&mut [Account], &[Address])| {
+            let ov = self.overlay_read();
+            for (o, a) in out.iter_mut().zip(addresses) {
+                *o = match ov.accounts.get(a) {
+                    Some(acc) => *acc,
+                    None => self.base_account(a)?,
+                };
+            }
+            Ok(())
+        };
+        if addresses.len() <= CHUNK {
+            return read((out, addresses));
+        }
+        out.par_chunks_mut(CHUNK)
+            .zip(addresses.par_chunks(CHUNK))
+            .try_for_each(read)
     }
 
     fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
@@ -854,6 +886,9 @@ impl<T: ChainStore + ?Sized> ChainStore for std::sync::Arc<T> {
     }
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
         (**self).account(address)
+    }
+    fn accounts(&self, addresses: &[Address], out: &mut [Account]) -> Result<(), StoreError> {
+        (**self).accounts(addresses, out)
     }
     fn all_accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
         (**self).all_accounts()

@@ -393,3 +393,51 @@ proptest! {
         prop_assert_eq!(accounts(&fresh), accounts(&c));
     }
 }
+
+/// A block large enough to be checked on all cores, on a sled store whose
+/// accounts are partly in memory (changed by the block before, not yet
+/// folded into the account table) and partly in the table: it connects to
+/// exactly the state the one-at-a-time builder computes, and the store's
+/// batch read answers as its single read does.
+#[test]
+fn a_large_block_on_a_sled_store_connects_as_one_at_a_time() {
+    let n = 300u64;
+    let mut b = ChainBuilder::new(testkit::params(), n, Amount(100 * COIN));
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open_with(
+        &b,
+        crate::store::SledStore::open(dir.path(), 16 << 20).unwrap(),
+    );
+    // half the senders pay new accounts: those changes stay in the overlay
+    let first = (0..n / 2)
+        .map(|i| b.transfer(i, address(n + i), Amount(COIN), Amount(1), 0))
+        .collect();
+    let blk = b.extend(first, address(3 * n));
+    c.process_block(blk, NOW).unwrap();
+    assert!(
+        c.store().pending_accounts() > 0,
+        "the overlay holds changes"
+    );
+    // every sender pays, old and new recipients alike, one pays itself,
+    // one twice, and the miner is a sender too
+    let mut second: Vec<SignedTransfer> = (0..n)
+        .map(|i| {
+            let to = if i == 7 { i } else { (i * 7 + 1) % (2 * n) };
+            b.transfer(i, address(to), Amount(COIN), Amount(2), 0)
+        })
+        .collect();
+    second.push(b.transfer(11, address(5 * n), Amount(COIN), Amount(2), 1));
+    let blk = b.extend(second, address(12));
+    assert_eq!(
+        c.process_block(blk, NOW).unwrap().outcome,
+        Outcome::Connected
+    );
+    assert_eq!(accounts(&c), b.accounts);
+    let addresses: Vec<Address> = (0..6 * n).map(address).collect();
+    let mut batch = vec![Account::default(); addresses.len()];
+    c.store().accounts(&addresses, &mut batch).unwrap();
+    for (a, got) in addresses.iter().zip(&batch) {
+        assert_eq!(*got, c.store().account(a).unwrap());
+        assert_eq!(*got, b.accounts.get(a).copied().unwrap_or_default());
+    }
+}
