@@ -1,8 +1,10 @@
 //! # cairn-consensus
 //!
 //! The rules of the Cairn chain as a pure, deterministic library: no I/O, no
-//! clock, no threads, no floating point. Everything a node needs to decide
-//! whether a block or a transfer is valid lives here, and nothing else does.
+//! clock, no floating point. Everything a node needs to decide whether a
+//! block or a transfer is valid lives here, and nothing else does. A large
+//! block's checks spread over rayon's threads ([`par`]), in ways that
+//! cannot change a result.
 //!
 //! - [`hash`]: tagged SHA-256 and the hash newtypes ([`BlockHash`], [`TxId`], ...).
 //! - [`amount`]: [`Amount`] in integer base units, checked arithmetic, exact decimal text.
@@ -15,6 +17,7 @@
 //! - [`state`]: accounts, the incremental state commitment, apply and undo.
 //! - [`validation`]: the validation tiers and [`BlockError`].
 //! - [`fork`]: fork choice.
+//! - [`par`]: splitting work over all cores without changing its result.
 //!
 //! The rules, with the reason for each, are written in `consensus/RULES.md`.
 
