@@ -153,22 +153,20 @@ impl ChainBackend for NodeBackend {
     }
 
     fn has_transfers(&self, ids: &[TxId]) -> Vec<bool> {
-        let pending: Vec<bool> = self
-            .0
-            .with_mempool(|pool| ids.iter().map(|t| pool.contains(t)).collect());
+        let pending = self.0.pending_transfers(ids);
         let tree = self.0.store().tree();
         ids.iter()
             .zip(pending)
-            .map(|(id, p)| p || index::tx_location(tree, id).ok().flatten().is_some())
+            .map(|(id, p)| p.is_some() || index::tx_location(tree, id).ok().flatten().is_some())
             .collect()
     }
 
     fn pending_transfers(&self, ids: &[TxId]) -> Vec<SignedTransfer> {
-        self.0.with_mempool(|pool| {
-            ids.iter()
-                .filter_map(|id| pool.get(id).map(|e| e.tx))
-                .collect()
-        })
+        self.0
+            .pending_transfers(ids)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     fn mempool_ids(&self, limit: usize) -> Vec<TxId> {

@@ -4,10 +4,10 @@
 //!
 //! # Correctness
 //! - Locks are always taken in the order chain, then mempool. Transfer
-//!   submission takes only the mempool lock and reads the sender's account
-//!   inside it; since the mempool is updated under that lock after every
-//!   chain commit, a submission can never slip in between a block and the
-//!   clean-up that block causes.
+//!   submission locks only its sender's mempool shard and reads the
+//!   sender's account inside it; since the clean-up after every chain
+//!   commit holds the whole mempool, a submission can never slip in
+//!   between a block and the clean-up that block causes.
 //! - A block is reported accepted (mined here, submitted over RPC) only
 //!   after the store is flushed; it is relayed to peers before the flush.
 //!   A block from a peer is reported to nobody: it is published and
@@ -37,7 +37,7 @@ use crate::chain::{Chain, ChainConfig, ChainError, OpenReport, Outcome, Processe
 use crate::config::NodeConfig;
 use crate::index;
 use crate::lock;
-use crate::mempool::{Mempool, MempoolError};
+use crate::mempool::{Mempool, MempoolError, Pool};
 use crate::miner::{HashrateMeter, MinerPool, Search, TemplateBase, build_template};
 use crate::store::{ChainStore, SledStore, StoreError};
 use crate::verify::SigCache;
@@ -138,7 +138,7 @@ pub struct Node {
     pub config: NodeConfig,
     store: Arc<SledStore>,
     chain: Mutex<Chain<Arc<SledStore>>>,
-    mempool: Mutex<Mempool>,
+    mempool: Mempool,
     sig_cache: Arc<SigCache>,
     tip: RwLock<TipSnapshot>,
     /// The tip as peers know it (see [`Node::relayed_tip`]).
@@ -261,7 +261,7 @@ impl Node {
             config,
             store,
             chain: Mutex::new(chain),
-            mempool: Mutex::new(mempool),
+            mempool,
             sig_cache,
             relayed: RwLock::new(tip.clone()),
             tip: RwLock::new(tip),
@@ -297,9 +297,16 @@ impl Node {
         f(&lock(&self.chain))
     }
 
-    /// Runs `f` with the mempool locked.
-    pub fn with_mempool<R>(&self, f: impl FnOnce(&Mempool) -> R) -> R {
-        f(&lock(&self.mempool))
+    /// Runs `f` with the whole mempool locked (every submission waits:
+    /// keep `f` short).
+    pub fn with_mempool<R>(&self, f: impl FnOnce(&Pool<'_>) -> R) -> R {
+        f(&self.mempool.lock())
+    }
+
+    /// For each id, the pending transfer; locks one mempool shard at a
+    /// time, so submissions to other shards go on meanwhile.
+    pub fn pending_transfers(&self, ids: &[TxId]) -> Vec<Option<SignedTransfer>> {
+        self.mempool.get_each(ids)
     }
 
     /// The tip as the RPC shows it: it moves once a block mined here is
@@ -500,7 +507,7 @@ impl Node {
             // an empty pool has nothing to drop: skip reading the blocks back
             // (the common case while syncing or generating); the ids and
             // senders are hashes, computed before the pool is locked
-            let confirmed: Vec<(TxId, Address)> = if lock(&self.mempool).is_empty() {
+            let confirmed: Vec<(TxId, Address)> = if self.mempool.is_empty() {
                 Vec::new()
             } else {
                 change
@@ -522,7 +529,7 @@ impl Node {
                 (Ok(()), Ok(i)) => accounts[i],
                 _ => self.store.account(a).unwrap_or_default(),
             };
-            let mut pool = lock(&self.mempool);
+            let mut pool = self.mempool.lock();
             if !confirmed.is_empty() {
                 pool.remove_confirmed_keys(&confirmed, account);
             }
@@ -589,11 +596,9 @@ impl Node {
         if !self.sig_cache.contains(&id) {
             tx.verify_signature()?;
         }
-        let inserted = {
-            let mut pool = lock(&self.mempool);
-            let account = self.store.account(&tx.sender())?;
-            pool.insert(tx, id, account, now_ms())
-        };
+        let inserted = self
+            .mempool
+            .insert_with(tx, id, now_ms(), |sender| self.store.account(sender))?;
         if let Err(e) = inserted {
             // confirmed in a block the indexes are still writing? (asked
             // over RPC only: a peer's transfers never wait on the index)
@@ -618,7 +623,7 @@ impl Node {
 
     /// Drops expired mempool entries.
     pub fn expire_mempool(&self) -> usize {
-        lock(&self.mempool).expire(now_ms())
+        self.mempool.lock().expire(now_ms())
     }
 
     // ----- mining -----
@@ -639,7 +644,7 @@ impl Node {
             time_ms,
             target,
         };
-        let pool = lock(&self.mempool);
+        let pool = self.mempool.lock();
         let failure: Mutex<Option<StoreError>> = Mutex::new(None);
         let account = |a: &Address| match self.store.account(a) {
             Ok(acc) => acc,
@@ -847,7 +852,7 @@ impl Node {
 
     /// Whether a block mined now would carry a transfer (instant mode).
     fn transfers_ready(&self) -> bool {
-        if lock(&self.mempool).is_empty() {
+        if self.mempool.is_empty() {
             return false;
         }
         let Some(miner) = self.miner_address() else {
