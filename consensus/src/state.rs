@@ -280,7 +280,7 @@ impl<F: Fn(&Address) -> Account> StateOverlay<F> {
 /// (the fee is the caller's to credit, to the coinbase). `recipient` is
 /// `None` when the transfer pays its own sender; both results are then
 /// that one account.
-pub fn transfer_result(
+pub(crate) fn transfer_result(
     tx: &SignedTransfer,
     sender: Account,
     recipient: Option<Account>,

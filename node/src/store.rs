@@ -628,6 +628,11 @@ impl ChainStore for SledStore {
     }
 
     /// In chunks on all cores, each chunk under one read of the overlay.
+    /// The chunks are not one snapshot: the read is consistent only
+    /// because every writer of the overlay and the account table
+    /// (`commit`, `checkpoint`, `clear_state`) runs under the chain lock,
+    /// which every caller of this holds. A writer outside it would need
+    /// this read under one overlay lock.
     fn accounts(&self, addresses: &[Address], out: &mut [Account]) -> Result<(), StoreError> {
         use rayon::prelude::*;
         const CHUNK: usize = 256;
