@@ -734,6 +734,14 @@ impl Pool<'_> {
         self.shard(sender).pending_spend(sender)
     }
 
+    /// The sender's account nonce as the pool last heard it (kept current
+    /// by the clean-up after every block); 0 for a sender with nothing
+    /// pending.
+    pub fn confirmed_nonce(&self, sender: &Address) -> u64 {
+        let shard = self.shard(sender);
+        shard.account_nonces.get(sender).copied().unwrap_or(0)
+    }
+
     /// Up to `limit` pending ids: ready ones by fee, then waiting ones by fee.
     pub fn best_ids(&self, limit: usize) -> Vec<TxId> {
         self.descending(true)
@@ -928,7 +936,7 @@ impl Pool<'_> {
     pub fn remove_confirmed(
         &mut self,
         transfers: &[SignedTransfer],
-        account: impl Fn(&Address) -> Account,
+        account: impl Fn(&Address) -> Account + Sync,
     ) -> usize {
         let keys: Vec<(TxId, Address)> = transfers.iter().map(|t| (t.id(), t.sender())).collect();
         self.remove_confirmed_keys(&keys, account)
@@ -936,21 +944,37 @@ impl Pool<'_> {
 
     /// [`Pool::remove_confirmed`] given each confirmed transfer's id and
     /// sender (computed before the pool is locked: they are hashes).
+    /// The shards are independent here, so a large block's are cleaned on
+    /// all cores.
     pub fn remove_confirmed_keys(
         &mut self,
         confirmed: &[(TxId, Address)],
-        account: impl Fn(&Address) -> Account,
+        account: impl Fn(&Address) -> Account + Sync,
     ) -> usize {
         let before = self.len();
-        let mut senders = Vec::with_capacity(confirmed.len());
+        let n = self.shards.len();
+        let mut by_shard: Vec<Vec<(TxId, Address)>> = vec![Vec::new(); n];
         for (id, sender) in confirmed {
-            self.shard_mut(sender).remove(id);
-            senders.push(*sender);
+            by_shard[shard_of(sender, n)].push((*id, *sender));
         }
-        senders.sort_unstable();
-        senders.dedup();
-        for s in senders {
-            self.shard_mut(&s).revalidate_sender(&s, account(&s));
+        let clean = |(shard, confirmed): (&mut &mut Shard, Vec<(TxId, Address)>)| {
+            let mut senders = Vec::with_capacity(confirmed.len());
+            for (id, sender) in confirmed {
+                shard.remove(&id);
+                senders.push(sender);
+            }
+            senders.sort_unstable();
+            senders.dedup();
+            for s in senders {
+                shard.revalidate_sender(&s, account(&s));
+            }
+        };
+        let mut shards: Vec<&mut Shard> = self.shards.iter_mut().map(|g| &mut **g).collect();
+        if confirmed.len() < crate::verify::PARALLEL_MIN {
+            shards.iter_mut().zip(by_shard).for_each(clean);
+        } else {
+            use rayon::prelude::*;
+            shards.par_iter_mut().zip(by_shard).for_each(clean);
         }
         self.enforce_bounds(None);
         before - self.len()
@@ -1390,6 +1414,43 @@ mod tests {
             one_shard > 200 && evictions > 200,
             "{one_shard} {evictions}"
         );
+    }
+
+    #[test]
+    fn a_large_block_is_cleaned_up_shard_by_shard_as_in_one_pool() {
+        // the clean-up after a block runs on all cores, shard by shard: it
+        // must leave what one pool (one shard, one thread's order) leaves
+        let sharded = small_pool(300, 100);
+        let single = Mempool::with_shards(sharded.config.clone(), Amount(1), 1);
+        for p in [&sharded, &single] {
+            for sender in 1..=80 {
+                for nonce in [0, 1, 2, 3, 5] {
+                    let _ = add(p, tx(sender, nonce, 1 + (sender * 3 + nonce) % 20), rich());
+                }
+            }
+        }
+        // a block confirmed nonces 0 and 1 of every sender; some senders
+        // are left unable to pay for all they still have pending
+        let block: Vec<SignedTransfer> = (1..=80)
+            .flat_map(|s| [tx(s, 0, 1 + (s * 3) % 20), tx(s, 1, 1 + (s * 3 + 1) % 20)])
+            .collect();
+        let after = |a: &Address| Account {
+            balance: Amount(if a.0[0].is_multiple_of(3) {
+                COIN + 5
+            } else {
+                1000 * COIN
+            }),
+            nonce: 2,
+        };
+        let dropped = sharded.lock().remove_confirmed(&block, after);
+        assert_eq!(dropped, single.lock().remove_confirmed(&block, after));
+        assert!(
+            dropped > block.len(),
+            "some were left unaffordable: {dropped}"
+        );
+        assert_eq!(contents(&sharded), contents(&single));
+        check_invariants(&sharded);
+        assert!(sharded.lock().waiting_len() > 0, "nonce 5 waits for 4");
     }
 
     #[test]
