@@ -502,6 +502,80 @@ pub fn try_validate_block_state<E>(
     ))
 }
 
+/// A template's state pass: `block`'s transfers are candidates in
+/// priority order, applied as [`try_validate_block_state`] applies a
+/// block's, except that one that does not apply to the state reached so
+/// far (or whose fee would overflow the total) is left out, changing
+/// nothing, instead of failing the block. The coinbase then pays the
+/// reward plus the kept fees to its recipient. Returns the block with the
+/// kept transfers and its effects; its header's roots are the caller's to
+/// set (the state root is the effects'). The accounts are read as for a
+/// block (`read`, on all cores for a store), so a large template costs
+/// what validating it costs.
+pub fn try_fill_template<E>(
+    mut block: Block,
+    params: &ConsensusParams,
+    read: impl FnOnce(&[Address], &mut [Account]) -> Result<(), E>,
+    parent_state_root: StateRoot,
+) -> Result<(Block, BlockEffects), E> {
+    let touched = Touched::of(&block);
+    let mut before = vec![Account::default(); touched.addresses.len()];
+    read(&touched.addresses, &mut before)?;
+    let mut after = before.clone();
+    let mut fees = Amount::ZERO;
+    let mut kept = vec![false; block.transfers.len()];
+    for (k, (tx, &(from, to))) in block.transfers.iter().zip(&touched.slots).enumerate() {
+        let recipient = (to != from).then(|| after[to]);
+        let Some(total) = fees.checked_add(tx.transfer.fee) else {
+            continue;
+        };
+        if let Ok((sender, recipient)) = transfer_result(tx, after[from], recipient) {
+            after[from] = sender;
+            after[to] = recipient;
+            fees = total;
+            kept[k] = true;
+        }
+    }
+    let height = block.header.height;
+    block.coinbase.amount = params
+        .reward_at(height)
+        .checked_add(fees)
+        .unwrap_or(params.reward_at(height));
+    let miner = touched.miner;
+    // an overflow here leaves a template that fails validation: it would
+    // take more than the whole supply in one account
+    after[miner].balance = after[miner]
+        .balance
+        .checked_add(block.coinbase.amount)
+        .unwrap_or(Amount::MAX);
+    let changes: Vec<AccountChange> = touched
+        .addresses
+        .iter()
+        .zip(before)
+        .zip(after)
+        .filter(|((_, before), after)| before != after)
+        .map(|((&address, before), after)| AccountChange {
+            address,
+            before,
+            after,
+        })
+        .collect();
+    let state_root = root_after(parent_state_root, &changes);
+    let mut k = 0;
+    block.transfers.retain(|_| {
+        k += 1;
+        kept[k - 1]
+    });
+    Ok((
+        block,
+        BlockEffects {
+            changes,
+            state_root,
+            fees,
+        },
+    ))
+}
+
 /// The state pass of [`try_validate_block_state`]: `before[i]` is the
 /// account at `touched.addresses[i]`.
 fn apply_block(

@@ -12,7 +12,7 @@ use cairn_consensus::par::PARALLEL_MIN;
 use cairn_consensus::state::{TransferStateError, state_root};
 use cairn_consensus::testkit::{self, address};
 use cairn_consensus::transfer::TransferError;
-use cairn_consensus::validation::{check_block, validate_block_state};
+use cairn_consensus::validation::{self, check_block, validate_block_state};
 use cairn_consensus::*;
 use proptest::prelude::*;
 
@@ -69,68 +69,81 @@ fn block(transfers: Vec<SignedTransfer>, coinbase_amount: Amount, state_root: St
     b
 }
 
+/// Accounts by address: (before the block, now).
+type Touched = BTreeMap<Address, (Account, Account)>;
+
+fn current(touched: &mut Touched, state: &BTreeMap<Address, Account>, a: Address) -> Account {
+    let before = state.get(&a).copied().unwrap_or_default();
+    touched.entry(a).or_insert((before, before)).1
+}
+
+/// One transfer, written out from the rules (not through the crate's state
+/// code, which the parallel pass shares). On error nothing changes.
+fn apply_one(
+    touched: &mut Touched,
+    state: &BTreeMap<Address, Account>,
+    tx: &SignedTransfer,
+) -> Result<(), AccountError> {
+    let t = &tx.transfer;
+    let from = tx.sender();
+    let mut sender = current(touched, state, from);
+    if t.nonce < sender.nonce {
+        return Err(AccountError::NonceTooLow {
+            nonce: t.nonce,
+            account_nonce: sender.nonce,
+        });
+    }
+    if t.nonce > sender.nonce {
+        return Err(AccountError::NonceTooHigh {
+            nonce: t.nonce,
+            account_nonce: sender.nonce,
+        });
+    }
+    let cost = t
+        .amount
+        .checked_add(t.fee)
+        .ok_or(AccountError::CostOverflow)?;
+    sender.balance = sender
+        .balance
+        .checked_sub(cost)
+        .ok_or(AccountError::InsufficientBalance {
+            balance: sender.balance,
+            needed: cost,
+        })?;
+    sender.nonce = sender
+        .nonce
+        .checked_add(1)
+        .ok_or(AccountError::NonceOverflow)?;
+    // a transfer to oneself is credited after the debit
+    let mut recipient = if t.to == from {
+        sender
+    } else {
+        current(touched, state, t.to)
+    };
+    recipient.balance = recipient
+        .balance
+        .checked_add(t.amount)
+        .ok_or(AccountError::BalanceOverflow)?;
+    touched.get_mut(&from).unwrap().1 = sender;
+    touched.get_mut(&t.to).unwrap().1 = recipient;
+    Ok(())
+}
+
 /// The verdict of applying `block` one transfer at a time, with the
-/// commitment recomputed from scratch. Written out here from the rules
-/// (not through the crate's state code, which the parallel pass shares).
+/// commitment recomputed from scratch.
 fn one_at_a_time(
     block: &Block,
     state: &BTreeMap<Address, Account>,
 ) -> Result<Vec<AccountChange>, BlockError> {
     let params = testkit::params();
-    // address -> (before the block, now)
-    let mut touched: BTreeMap<Address, (Account, Account)> = BTreeMap::new();
-    let get = |touched: &mut BTreeMap<Address, (Account, Account)>, a: Address| {
-        let before = state.get(&a).copied().unwrap_or_default();
-        touched.entry(a).or_insert((before, before)).1
-    };
+    let mut touched = Touched::new();
     let mut fees = Amount::ZERO;
     for (index, tx) in block.transfers.iter().enumerate() {
-        let t = &tx.transfer;
-        let from = tx.sender();
-        let fail = |error| TransferStateError {
+        apply_one(&mut touched, state, tx).map_err(|error| TransferStateError {
             index,
             txid: tx.id(),
             error,
-        };
-        let mut sender = get(&mut touched, from);
-        if t.nonce < sender.nonce {
-            return Err(fail(AccountError::NonceTooLow {
-                nonce: t.nonce,
-                account_nonce: sender.nonce,
-            })
-            .into());
-        }
-        if t.nonce > sender.nonce {
-            return Err(fail(AccountError::NonceTooHigh {
-                nonce: t.nonce,
-                account_nonce: sender.nonce,
-            })
-            .into());
-        }
-        let cost = t
-            .amount
-            .checked_add(t.fee)
-            .ok_or(fail(AccountError::CostOverflow))?;
-        sender.balance =
-            sender
-                .balance
-                .checked_sub(cost)
-                .ok_or(fail(AccountError::InsufficientBalance {
-                    balance: sender.balance,
-                    needed: cost,
-                }))?;
-        sender.nonce = sender
-            .nonce
-            .checked_add(1)
-            .ok_or(fail(AccountError::NonceOverflow))?;
-        touched.get_mut(&from).unwrap().1 = sender;
-        // a transfer to oneself is credited after the debit
-        let mut recipient = get(&mut touched, t.to);
-        recipient.balance = recipient
-            .balance
-            .checked_add(t.amount)
-            .ok_or(fail(AccountError::BalanceOverflow))?;
-        touched.get_mut(&t.to).unwrap().1 = recipient;
+        })?;
         fees = fees
             .checked_add(tx.transfer.fee)
             .ok_or(BlockError::FeesOverflow)?;
@@ -146,7 +159,7 @@ fn one_at_a_time(
         });
     }
     let miner = block.coinbase.recipient;
-    let mut paid = get(&mut touched, miner);
+    let mut paid = current(&mut touched, state, miner);
     paid.balance = paid
         .balance
         .checked_add(block.coinbase.amount)
@@ -263,6 +276,69 @@ proptest! {
         if let Spoil::Nothing = spoil {
             prop_assert!(check_block(&b, &params).is_ok());
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// A large template, from candidates some of which do not apply (gaps,
+    /// spent balances, one sender's later nonces after a failure): it keeps
+    /// exactly the candidates that apply in order, skipping the rest as if
+    /// they were absent, and the block it gives validates with the effects
+    /// it computed.
+    #[test]
+    fn a_large_template_keeps_what_applies_in_order(
+        balances in proptest::collection::vec(0u64..400_000, SENDERS as usize),
+        sends in proptest::collection::vec((0..SENDERS, 0..=RECIPIENTS + 1, 1u64..50_000, 1u64..20, 0u8..20), PARALLEL_MIN..PARALLEL_MIN * 2),
+    ) {
+        let params = testkit::params();
+        let state: BTreeMap<Address, Account> = balances
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b > 0)
+            .map(|(i, b)| (address(i as u64), Account { balance: Amount(*b), nonce: 0 }))
+            .collect();
+        let mut nonces = vec![0u64; SENDERS as usize];
+        let candidates: Vec<SignedTransfer> = sends
+            .iter()
+            .map(|&(from, to, amount, fee, odd)| {
+                let nonce = nonces[from as usize];
+                nonces[from as usize] += 1;
+                // now and then a gap, or a nonce already used
+                let nonce = match odd {
+                    0 => nonce + 1,
+                    1 => nonce.saturating_sub(1),
+                    _ => nonce,
+                };
+                transfer(from, to, amount, fee, nonce)
+            })
+            .collect();
+        // the reference: each candidate applied on what the kept ones left
+        let mut touched = BTreeMap::new();
+        let mut kept = Vec::new();
+        for tx in &candidates {
+            if apply_one(&mut touched, &state, tx).is_ok() {
+                kept.push(*tx);
+            }
+        }
+        let parent_root = state_root(state.iter());
+        let read = |addresses: &[Address], out: &mut [Account]| {
+            for (o, a) in out.iter_mut().zip(addresses) {
+                *o = state.get(a).copied().unwrap_or_default();
+            }
+            Ok::<_, std::convert::Infallible>(())
+        };
+        let draft = block(candidates, Amount(0), StateRoot([0; 32]));
+        let Ok((filled, effects)) = validation::try_fill_template(draft, &params, read, parent_root);
+        prop_assert_eq!(&filled.transfers, &kept);
+        prop_assert!(kept.len() < sends.len(), "some candidates were meant to fail");
+        let fees: u64 = kept.iter().map(|t| t.transfer.fee.0).sum();
+        prop_assert_eq!(filled.coinbase.amount, Amount(params.block_reward.0 + fees));
+        let b = block(kept, filled.coinbase.amount, effects.state_root);
+        let validated = validate_block_state(&b, &params, |a| state.get(a).copied().unwrap_or_default(), parent_root);
+        prop_assert_eq!(validated.as_ref().map(|e| &e.changes), Ok(&effects.changes));
+        prop_assert_eq!(one_at_a_time(&b, &state), Ok(effects.changes));
     }
 }
 

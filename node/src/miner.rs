@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 
 use cairn_consensus::block::merkle_root;
 use cairn_consensus::pow::PowHasher;
-use cairn_consensus::state::StateOverlay;
 use cairn_consensus::{
     Account, Address, Amount, Block, BlockHeader, Coinbase, ConsensusParams, Height,
-    SignedTransfer, Target, block::HEADER_VERSION,
+    SignedTransfer, Target, TxRoot, block::HEADER_VERSION, validation,
 };
 use rayon::prelude::*;
 
@@ -136,74 +135,59 @@ pub struct TemplateBase<'a> {
     pub target: Target,
 }
 
-/// Builds a block template (nonce 0): transfers offered by `select` in
-/// priority order are kept if they apply to the state read by `account`,
-/// then the coinbase pays reward plus fees to `miner`.
-pub fn build_template(
+/// Builds a block template (nonce 0) from `candidates` in priority order
+/// (each sender's in nonce order): those that pass the stateless rules are
+/// taken, up to the block's limits, and kept if they apply to the state
+/// `read` gives (many accounts at once, on all cores for a store); the
+/// coinbase pays reward plus fees to `miner`.
+pub fn build_template<E>(
     base: &TemplateBase<'_>,
     miner: Address,
-    account: impl Fn(&Address) -> Account,
-    select: impl FnOnce(&mut dyn FnMut(&SignedTransfer) -> bool),
-) -> Block {
+    candidates: impl IntoIterator<Item = SignedTransfer>,
+    read: impl FnOnce(&[Address], &mut [Account]) -> Result<(), E>,
+) -> Result<Block, E> {
     let params = base.params;
     let height = Height(base.parent_height.0.saturating_add(1));
-    let mut overlay = StateOverlay::new(account);
-    let mut transfers = Vec::new();
-    let mut fees = Amount::ZERO;
     let max_by_bytes = params.max_block_bytes.saturating_sub(
         cairn_consensus::block::HEADER_BYTES + cairn_consensus::block::COINBASE_BYTES + 4,
     ) / cairn_consensus::transfer::SIGNED_TRANSFER_BYTES;
     let max = params.max_block_transfers.min(max_by_bytes);
-    select(&mut |tx: &SignedTransfer| {
-        if transfers.len() >= max {
-            return false;
-        }
-        let Some(new_fees) = fees.checked_add(tx.transfer.fee) else {
-            return false;
-        };
-        if tx.check(params.chain_id, params.min_fee).is_err() || overlay.apply_transfer(tx).is_err()
-        {
-            return false;
-        }
-        fees = new_fees;
-        transfers.push(*tx);
-        true
-    });
-    let reward = params.reward_at(height);
-    let amount = match reward.checked_add(fees) {
-        Some(a) => a,
-        None => reward,
-    };
-    let coinbase = Coinbase {
-        height,
-        recipient: miner,
-        amount,
-    };
-    let _ = overlay.credit(miner, amount);
-    let effects = overlay.into_effects(base.parent_state_root, fees);
-    let mut ids = Vec::with_capacity(transfers.len() + 1);
-    ids.push(coinbase.id());
-    if transfers.len() < crate::verify::PARALLEL_MIN {
-        ids.extend(transfers.iter().map(|t| t.id()));
-    } else {
-        use rayon::prelude::*;
-        ids.par_extend(transfers.par_iter().map(|t| t.id()));
-    }
-    let root = merkle_root(&ids);
-    Block {
+    let transfers: Vec<SignedTransfer> = candidates
+        .into_iter()
+        .filter(|tx| tx.check(params.chain_id, params.min_fee).is_ok())
+        .take(max)
+        .collect();
+    let block = Block {
         header: BlockHeader {
             version: HEADER_VERSION,
             parent: base.parent,
             height,
-            tx_root: root,
-            state_root: effects.state_root,
+            tx_root: TxRoot([0; 32]),
+            state_root: base.parent_state_root,
             time_ms: base.time_ms,
             target: base.target,
             nonce: 0,
         },
-        coinbase,
+        coinbase: Coinbase {
+            height,
+            recipient: miner,
+            amount: Amount::ZERO,
+        },
         transfers,
+    };
+    let (mut block, effects) =
+        validation::try_fill_template(block, params, read, base.parent_state_root)?;
+    let mut ids = Vec::with_capacity(block.transfers.len() + 1);
+    ids.push(block.coinbase.id());
+    if block.transfers.len() < crate::verify::PARALLEL_MIN {
+        ids.extend(block.transfers.iter().map(|t| t.id()));
+    } else {
+        use rayon::prelude::*;
+        ids.par_extend(block.transfers.par_iter().map(|t| t.id()));
     }
+    block.header.tx_root = merkle_root(&ids);
+    block.header.state_root = effects.state_root;
+    Ok(block)
 }
 
 /// Attempts per second over the last few seconds.
@@ -299,16 +283,13 @@ mod tests {
             target: b.params.initial_target,
         };
         let accounts = b.accounts.clone();
-        let mut block = build_template(
-            &base,
-            address(9),
-            |a| accounts.get(a).copied().unwrap_or_default(),
-            |take| {
-                for t in [&gap, &broke, &good] {
-                    take(t);
-                }
-            },
-        );
+        let read = |addresses: &[Address], out: &mut [Account]| {
+            for (o, a) in out.iter_mut().zip(addresses) {
+                *o = accounts.get(a).copied().unwrap_or_default();
+            }
+            Ok::<_, std::convert::Infallible>(())
+        };
+        let Ok(mut block) = build_template(&base, address(9), [gap, broke, good], read);
         assert_eq!(block.transfers, vec![good]);
         assert_eq!(block.coinbase.amount, Amount(b.params.block_reward.0 + 7));
         MinerPool::new(1)

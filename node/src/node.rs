@@ -503,6 +503,7 @@ impl Node {
                 chain.height()
             );
         }
+        let cleaning = Instant::now();
         {
             // an empty pool has nothing to drop: skip reading the blocks back
             // (the common case while syncing or generating); the ids and
@@ -556,6 +557,12 @@ impl Node {
             if back > 0 {
                 tracing::info!("{back} transfers from disconnected blocks returned to the mempool");
             }
+            tracing::debug!(
+                "mempool after the tip change: {} confirmed transfers dropped, {} pending, in {:.1} ms",
+                confirmed.len(),
+                pool.len(),
+                cleaning.elapsed().as_secs_f64() * 1e3
+            );
         }
         *self.tip.write().unwrap_or_else(|p| p.into_inner()) = snapshot(chain);
         for h in &change.connected {
@@ -644,23 +651,25 @@ impl Node {
             time_ms,
             target,
         };
-        let pool = self.mempool.lock();
-        let failure: Mutex<Option<StoreError>> = Mutex::new(None);
-        let account = |a: &Address| match self.store.account(a) {
-            Ok(acc) => acc,
-            Err(e) => {
-                *lock(&failure) = Some(e);
-                Account::default()
-            }
-        };
+        // the candidates in template order, each sender's from the nonce
+        // the pool last confirmed for it; the pool is held only for that
         let max = self.network.params.max_block_transfers;
-        let block = build_template(&base, miner, account, |take| {
-            pool.select(|a| account(a).nonce, max, take);
-        });
-        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(block),
-        }
+        let candidates = {
+            let pool = self.mempool.lock();
+            let mut out = Vec::with_capacity(max.min(pool.len()));
+            pool.select(
+                |a| pool.confirmed_nonce(a),
+                max,
+                |tx| {
+                    out.push(*tx);
+                    true
+                },
+            );
+            out
+        };
+        build_template(&base, miner, candidates, |addresses, out| {
+            self.store.accounts(addresses, out)
+        })
     }
 
     fn miner_pool(&self) -> Arc<MinerPool> {
@@ -681,6 +690,7 @@ impl Node {
                 result = Err(NodeError::ShuttingDown);
                 break;
             }
+            let started = Instant::now();
             let mut block = match self.template(&chain, miner) {
                 Ok(b) => b,
                 Err(e) => {
@@ -688,12 +698,19 @@ impl Node {
                     break;
                 }
             };
+            let built = started.elapsed();
             let stop = || self.is_shutting_down();
             if !pool.mine(&mut block, &self.mining.meter.attempts, &stop) {
                 result = Err(NodeError::ShuttingDown);
                 break;
             }
             let height = block.header.height.0;
+            tracing::debug!(
+                "block {height}: template of {} transfers in {:.1} ms, proof of work in {:.1} ms",
+                block.transfers.len(),
+                built.as_secs_f64() * 1e3,
+                (started.elapsed() - built).as_secs_f64() * 1e3
+            );
             match process_logged(&mut chain, block, Source::Miner, false) {
                 Ok(p) => {
                     self.lab.mined(p.hash, height, now_ms());
@@ -706,10 +723,16 @@ impl Node {
                 }
             }
         }
+        let started = Instant::now();
         self.finish_batch(&chain, old_tip).map_err(|e| match e {
             ChainError::Store(s) => NodeError::Store(s),
             other => NodeError::Chain(other),
         })?;
+        tracing::debug!(
+            "generated {} blocks: flushed, relayed, indexed and the mempool cleaned in {:.1} ms",
+            hashes.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
         result.map(|()| hashes)
     }
 
