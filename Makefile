@@ -44,6 +44,7 @@ bench:
 	$(CARGO) bench --bench mining
 	$(CARGO) bench --bench rpc_load
 	$(CARGO) bench --bench p2p
+	$(CARGO) bench --bench mempool
 	$(CARGO) build --release -p cairn-node
 	$(CARGO) bench --bench e2e
 
